@@ -1,0 +1,83 @@
+//! Proof values. Only this crate can build them.
+
+use vestibule_core::Target;
+
+/// Proof that `person` may open sessions on `target` as `login`.
+#[derive(Debug, Clone)]
+pub struct SessionGrant {
+    person: String,
+    target: Target,
+    login: String,
+    because: String,
+}
+
+impl SessionGrant {
+    pub(crate) fn new(person: String, target: Target, login: String, because: String) -> Self {
+        Self {
+            person,
+            target,
+            login,
+            because,
+        }
+    }
+
+    pub fn person(&self) -> &str {
+        &self.person
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub fn login(&self) -> &str {
+        &self.login
+    }
+
+    /// The rule that allowed it, for the audit trail.
+    pub fn because(&self) -> &str {
+        &self.because
+    }
+}
+
+/// Proof that the holder of a [`SessionGrant`] may forward to `host:port` through
+/// the session's target.
+#[derive(Debug, Clone)]
+pub struct ForwardGrant {
+    target: String,
+    login: String,
+    host: String,
+    port: u16,
+    because: String,
+}
+
+impl ForwardGrant {
+    pub(crate) fn new(session: &SessionGrant, host: String, port: u16, because: String) -> Self {
+        Self {
+            target: session.target.name.clone(),
+            login: session.login.clone(),
+            host,
+            port,
+            because,
+        }
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub fn login(&self) -> &str {
+        &self.login
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn because(&self) -> &str {
+        &self.because
+    }
+}

@@ -1,0 +1,142 @@
+//! Algorithm choice: modern only. Post-quantum hybrid and X25519 key exchange; no
+//! SHA-1 signatures, no SHA-1 MACs, no CBC ciphers, no finite-field DH.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey};
+use russh::{MethodKind, MethodSet, Preferred, cipher, kex, mac};
+
+const KEX: &[kex::Name] = &[
+    kex::MLKEM768X25519_SHA256,
+    kex::CURVE25519,
+    kex::CURVE25519_PRE_RFC_8731,
+    kex::EXTENSION_SUPPORT_AS_CLIENT,
+    kex::EXTENSION_SUPPORT_AS_SERVER,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+
+/// AES-GCM first: with AES-NI it is the fastest on the gateway's own links to
+/// targets. The client's order decides on the front end, as SSH specifies.
+const CIPHERS: &[cipher::Name] = &[
+    cipher::AES_256_GCM,
+    cipher::AES_128_GCM,
+    cipher::CHACHA20_POLY1305,
+    cipher::AES_256_CTR,
+    cipher::AES_128_CTR,
+];
+
+const MACS: &[mac::Name] = &[
+    mac::HMAC_SHA256_ETM,
+    mac::HMAC_SHA512_ETM,
+    mac::HMAC_SHA256,
+    mac::HMAC_SHA512,
+];
+
+const KEYS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+
+pub fn preferred() -> Preferred {
+    Preferred {
+        kex: Cow::Borrowed(KEX),
+        key: Cow::Borrowed(KEYS),
+        cipher: Cow::Borrowed(CIPHERS),
+        mac: Cow::Borrowed(MACS),
+        compression: Cow::Borrowed(&[russh::compression::NONE]),
+        ..Preferred::DEFAULT
+    }
+}
+
+/// Whether a signature algorithm a client used to authenticate is acceptable.
+pub fn is_modern_signature(algorithm: &Algorithm) -> bool {
+    !matches!(algorithm, Algorithm::Rsa { hash: None } | Algorithm::Dsa)
+}
+
+fn server_id() -> russh::SshId {
+    russh::SshId::Standard(Cow::Borrowed(concat!(
+        "SSH-2.0-Vestibule_",
+        env!("CARGO_PKG_VERSION")
+    )))
+}
+
+/// The front end people connect to.
+pub fn server_config(host_key: PrivateKey) -> russh::server::Config {
+    russh::server::Config {
+        server_id: server_id(),
+        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![host_key],
+        preferred: preferred(),
+        max_auth_attempts: 6,
+        // Interactive sessions may idle for hours; dead peers are found by keepalives.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// The inner server of a ProxyJump hop. The person already authenticated on the
+/// outer connection, so the inner one accepts `none` (see `front::jump`).
+pub fn jump_config(host_key: PrivateKey) -> russh::server::Config {
+    russh::server::Config {
+        methods: MethodSet::from(&[MethodKind::None, MethodKind::PublicKey][..]),
+        auth_rejection_time: Duration::ZERO,
+        keepalive_interval: None,
+        ..server_config(host_key)
+    }
+}
+
+/// The back end's connections to targets.
+pub fn client_config() -> russh::client::Config {
+    russh::client::Config {
+        client_id: russh::SshId::Standard(Cow::Borrowed(concat!(
+            "SSH-2.0-Vestibule_",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        preferred: preferred(),
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_legacy_algorithms() {
+        let p = preferred();
+        assert!(!p.cipher.iter().any(|c| c.as_ref().ends_with("-cbc")));
+        assert!(!p.mac.iter().any(|m| m.as_ref().contains("sha1")));
+        assert!(
+            !p.kex
+                .iter()
+                .any(|k| k.as_ref().starts_with("diffie-hellman"))
+        );
+        assert!(p.key.iter().all(is_modern_signature));
+        assert_eq!(p.kex[0].as_ref(), "mlkem768x25519-sha256");
+    }
+}

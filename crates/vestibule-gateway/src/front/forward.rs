@@ -1,0 +1,90 @@
+//! Local port forwarding (`ssh -L`) through a named target: the connection is
+//! opened by the target's sshd, so destinations are as the target sees them.
+
+use russh::server::{ChannelOpenHandle, Msg};
+use russh::{Channel, ChannelOpenFailure};
+
+use super::session::{Destination, SessionContext};
+use crate::events::SessionEvent;
+use crate::pump;
+use crate::route::{self, RouteError, new_session_id};
+
+pub(crate) async fn run(
+    ctx: SessionContext,
+    host: String,
+    port: u32,
+    originator: (String, u32),
+    channel: Channel<Msg>,
+    reply: ChannelOpenHandle,
+) {
+    let Destination::Named { target, login } = &ctx.destination else {
+        return reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+    };
+    let Ok(port) = u16::try_from(port) else {
+        return reply.reject(ChannelOpenFailure::ConnectFailed).await;
+    };
+    let (session_grant, forward_grant) = match route::authorize_forward(
+        &ctx.shared,
+        &ctx.person,
+        target,
+        login.as_deref(),
+        &host,
+        port,
+    )
+    .await
+    {
+        Ok(grants) => grants,
+        Err(RouteError::Internal(_)) => {
+            return reply.reject(ChannelOpenFailure::ConnectFailed).await;
+        }
+        Err(_) => {
+            return reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+        }
+    };
+    let opened = match ctx.links.get(&ctx.shared, &session_grant).await {
+        Ok(link) => {
+            link.open_forward(&forward_grant, (&originator.0, originator.1))
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    let remote = match opened {
+        Ok(remote) => remote,
+        Err(error) => {
+            ctx.shared
+                .settings
+                .events
+                .publish(SessionEvent::TargetFailed {
+                    person: ctx.person.clone(),
+                    target: target.clone(),
+                    reason: error.to_string(),
+                });
+            return reply.reject(ChannelOpenFailure::ConnectFailed).await;
+        }
+    };
+    reply.accept().await;
+    let session_id = new_session_id();
+    let events = &ctx.shared.settings.events;
+    events.publish(SessionEvent::SessionStarted {
+        session_id: session_id.clone(),
+        person: ctx.person.clone(),
+        target: target.clone(),
+        login: session_grant.login().to_owned(),
+        kind: format!("port-forward: {host}:{port}"),
+        via_jump: ctx.via_jump,
+        because: forward_grant.because().to_owned(),
+        peer: ctx.peer,
+    });
+    let traffic = pump::bridge(channel, remote, ctx.handle.clone()).await;
+    events.publish(SessionEvent::SessionEnded {
+        session_id,
+        bytes_to_target: traffic.bytes_to_target,
+        bytes_from_target: traffic.bytes_from_target,
+        exit_status: None,
+        outcome: "closed".into(),
+    });
+}

@@ -1,0 +1,43 @@
+//! ProxyJump (`ssh -J person@bastion login@target`): the client opens a
+//! direct-tcpip channel to the target's name and speaks SSH inside it. The gateway
+//! answers that inner SSH itself, so the inner session ends here, where it is
+//! authorized, recorded and audited like any other, and the inner user name is the
+//! login on the target.
+
+use russh::server::{ChannelOpenHandle, Msg};
+use russh::{Channel, ChannelOpenFailure};
+
+use super::Connection;
+use super::session::SessionContext;
+use crate::route;
+
+pub(crate) async fn run(
+    ctx: SessionContext,
+    host: String,
+    port: u32,
+    channel: Channel<Msg>,
+    reply: ChannelOpenHandle,
+) {
+    // An unknown name still gets an inner server, so the person reads why on
+    // their terminal instead of a bare "open failed".
+    let target = match route::find_jump_target(&ctx.shared, &host, port).await {
+        Ok(found) => found.map(|t| t.name).unwrap_or(host),
+        Err(error) => {
+            tracing::error!(%error, "cannot look up ProxyJump target");
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            return;
+        }
+    };
+    reply.accept().await;
+    let inner = Connection::jump(ctx.shared.clone(), ctx.peer, ctx.person.clone(), target);
+    match russh::server::run_stream(ctx.shared.jump_config.clone(), channel.into_stream(), inner)
+        .await
+    {
+        Ok(session) => {
+            if let Err(error) = session.await {
+                tracing::debug!(%error, "ProxyJump inner connection ended with an error");
+            }
+        }
+        Err(error) => tracing::debug!(%error, "ProxyJump inner handshake failed"),
+    }
+}

@@ -1,0 +1,36 @@
+//! The target connections of one person's connection, shared by its channels:
+//! several sessions and forwards to the same target and login ride one SSH
+//! connection, as they do with OpenSSH's own multiplexing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use vestibule_authz::SessionGrant;
+
+use crate::Shared;
+use crate::back::{BackError, TargetLink};
+
+#[derive(Clone, Default)]
+pub(crate) struct LinkCache {
+    links: Arc<Mutex<HashMap<(String, String), Arc<TargetLink>>>>,
+}
+
+impl LinkCache {
+    /// The live link for the grant's target and login, connecting if there is none.
+    /// Per-connection lock, taken once per channel open, never per packet.
+    pub(crate) async fn get(
+        &self,
+        shared: &Shared,
+        grant: &SessionGrant,
+    ) -> Result<Arc<TargetLink>, BackError> {
+        let key = (grant.target().name.clone(), grant.login().to_owned());
+        let mut links = self.links.lock().await;
+        if let Some(link) = links.get(&key).filter(|l| !l.is_closed()) {
+            return Ok(link.clone());
+        }
+        let link = Arc::new(TargetLink::connect(shared, grant).await?);
+        links.insert(key, link.clone());
+        Ok(link)
+    }
+}

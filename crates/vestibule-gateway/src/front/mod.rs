@@ -1,0 +1,375 @@
+//! The front end: the SSH server people connect to (and, for ProxyJump, the inner
+//! server the gateway runs inside a direct-tcpip channel).
+
+mod forward;
+pub(crate) mod jump;
+mod links;
+mod picker;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use russh::keys::PublicKey;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId};
+use vestibule_core::ConnectionRequest;
+
+use crate::Shared;
+use crate::algorithms::is_modern_signature;
+use crate::events::SessionEvent;
+use crate::identity::{self, IdentityError};
+use links::LinkCache;
+use session::{Destination, SessionContext};
+
+/// Why a connection ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+}
+
+/// Environment variables a person may pass to the target.
+fn env_allowed(name: &str) -> bool {
+    name == "TERM" || name == "LANG" || name.starts_with("LC_")
+}
+
+enum Role {
+    /// A connection from a person's client.
+    Outer,
+    /// The inner server of a ProxyJump hop: the person is already known; the
+    /// inner user name is the login on `target` (the name the client asked for).
+    Jump { person: String, target: String },
+}
+
+/// One SSH connection's state, as russh's server handler.
+pub struct Connection {
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+    role: Role,
+    /// Set once authentication succeeds.
+    authenticated: Option<(String, Destination)>,
+    links: LinkCache,
+}
+
+impl Connection {
+    pub(crate) fn outer(shared: Arc<Shared>, peer: Option<SocketAddr>) -> Self {
+        Self {
+            shared,
+            peer,
+            role: Role::Outer,
+            authenticated: None,
+            links: LinkCache::default(),
+        }
+    }
+
+    pub(crate) fn jump(
+        shared: Arc<Shared>,
+        peer: Option<SocketAddr>,
+        person: String,
+        target: String,
+    ) -> Self {
+        Self {
+            shared,
+            peer,
+            role: Role::Jump { person, target },
+            authenticated: None,
+            links: LinkCache::default(),
+        }
+    }
+
+    fn context(&self, handle: russh::server::Handle) -> Option<SessionContext> {
+        let (person, destination) = self.authenticated.clone()?;
+        Some(SessionContext {
+            shared: self.shared.clone(),
+            person,
+            destination,
+            links: self.links.clone(),
+            handle,
+            peer: self.peer,
+            via_jump: matches!(self.role, Role::Jump { .. }),
+        })
+    }
+
+    /// The inner hop of ProxyJump authenticates on the strength of the outer one.
+    fn accept_jump(&mut self, login: &str) -> Option<Auth> {
+        let Role::Jump { person, target } = &self.role else {
+            return None;
+        };
+        self.authenticated = Some((
+            person.clone(),
+            Destination::Named {
+                target: target.clone(),
+                login: Some(login.to_owned()),
+            },
+        ));
+        Some(Auth::Accept)
+    }
+
+    fn succeed(&mut self, request: ConnectionRequest, method: &'static str) -> Auth {
+        self.shared
+            .settings
+            .events
+            .publish(SessionEvent::Authenticated {
+                person: request.person.clone(),
+                method,
+                peer: self.peer,
+            });
+        let destination = match request.target {
+            Some(target) => Destination::Named {
+                target,
+                login: request.login,
+            },
+            None => Destination::Choose,
+        };
+        self.authenticated = Some((request.person, destination));
+        Auth::Accept
+    }
+
+    fn fail(&self, user: &str, method: &'static str, reason: String) -> Auth {
+        self.shared
+            .settings
+            .events
+            .publish(SessionEvent::AuthenticationFailed {
+                user: user.to_owned(),
+                method,
+                peer: self.peer,
+                reason,
+            });
+        Auth::reject()
+    }
+
+    async fn key_belongs(
+        &self,
+        user: &str,
+        key: &PublicKey,
+    ) -> Result<Option<ConnectionRequest>, IdentityError> {
+        let Ok(request) = ConnectionRequest::parse(user) else {
+            return Ok(None);
+        };
+        let known =
+            identity::has_public_key(&self.shared.settings.store, &request.person, key).await?;
+        Ok(known.then_some(request))
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = FrontError;
+
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        Ok(self.accept_jump(user).unwrap_or_else(Auth::reject))
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if let Some(accept) = self.accept_jump(user) {
+            return Ok(accept);
+        }
+        if !is_modern_signature(offer.algorithm) {
+            return Ok(Auth::reject());
+        }
+        Ok(match self.key_belongs(user, offer.public_key).await {
+            Ok(Some(_)) => Auth::Accept,
+            Ok(None) => Auth::reject(),
+            Err(error) => {
+                tracing::error!(%error, "cannot check public key");
+                Auth::reject()
+            }
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if let Some(accept) = self.accept_jump(user) {
+            return Ok(accept);
+        }
+        if !is_modern_signature(key.algorithm) {
+            return Ok(self.fail(user, "publickey", "SHA-1 signature refused".into()));
+        }
+        Ok(match self.key_belongs(user, key.public_key).await {
+            Ok(Some(request)) => self.succeed(request, "publickey"),
+            Ok(None) => self.fail(user, "publickey", "unknown user or key".into()),
+            Err(error) => self.fail(user, "publickey", error.to_string()),
+        })
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if matches!(self.role, Role::Jump { .. }) {
+            return Ok(Auth::reject());
+        }
+        let Ok(request) = ConnectionRequest::parse(user) else {
+            return Ok(self.fail(user, "password", "malformed user name".into()));
+        };
+        let checked = identity::verify_password(
+            &self.shared.settings.store,
+            &request.person,
+            password.to_owned(),
+        )
+        .await;
+        Ok(match checked {
+            Ok(true) => self.succeed(request, "password"),
+            Ok(false) => self.fail(user, "password", "unknown user or wrong password".into()),
+            Err(error) => self.fail(user, "password", error.to_string()),
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(context) = self.context(session.handle()) else {
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(session::run(context, channel));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(context) = self.context(session.handle()) else {
+            return Ok(());
+        };
+        let originator = (originator_address.to_owned(), originator_port);
+        match &context.destination {
+            Destination::Named { .. } => {
+                tokio::spawn(forward::run(
+                    context,
+                    host.to_owned(),
+                    port,
+                    originator,
+                    channel,
+                    reply,
+                ));
+            }
+            Destination::Choose => {
+                tokio::spawn(jump::run(context, host.to_owned(), port, channel, reply));
+            }
+        }
+        Ok(())
+    }
+
+    // Replies to channel requests are sent here, in order, because russh keeps one
+    // "wants reply" flag per channel that the next request overwrites. Failures
+    // after this point reach the person as a message and an exit status.
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Ok(session.channel_success(channel)?)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if env_allowed(name) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Ok(session.channel_success(channel)?)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Ok(session.channel_success(channel)?)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == "sftp" {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _protocol: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Ok(session.channel_failure(channel)?)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        if let Some((person, _)) = &self.authenticated {
+            self.shared
+                .settings
+                .events
+                .publish(SessionEvent::AccessDenied {
+                    person: person.clone(),
+                    target: "-".into(),
+                    login: None,
+                    reason: format!("remote port forwarding ({address}:{port}) is not allowed"),
+                });
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn env_allowlist() {
+        for ok in ["TERM", "LANG", "LC_ALL", "LC_CTYPE"] {
+            assert!(super::env_allowed(ok));
+        }
+        for bad in ["LD_PRELOAD", "PATH", "lang", "EVIL"] {
+            assert!(!super::env_allowed(bad));
+        }
+    }
+}

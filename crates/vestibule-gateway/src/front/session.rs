@@ -1,0 +1,303 @@
+//! One session channel (shell, exec or subsystem) from request to end: collect
+//! the person's terminal and environment, resolve and authorize the target,
+//! open the same kind of session there, then hand both channels to the pump.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, client};
+
+use super::links::LinkCache;
+use super::{env_allowed, picker};
+use crate::Shared;
+use crate::back::{BackError, TargetLink};
+use crate::events::SessionEvent;
+use crate::pump;
+use crate::route::{self, new_session_id};
+
+/// Where this connection's sessions go.
+#[derive(Debug, Clone)]
+pub(crate) enum Destination {
+    /// A target named in the user name or by ProxyJump, and the login if given.
+    Named {
+        target: String,
+        login: Option<String>,
+    },
+    /// No target named: offer the picker.
+    Choose,
+}
+
+/// What a session task needs from its connection.
+pub(crate) struct SessionContext {
+    pub shared: std::sync::Arc<Shared>,
+    pub person: String,
+    pub destination: Destination,
+    pub links: LinkCache,
+    pub handle: russh::server::Handle,
+    pub peer: Option<SocketAddr>,
+    pub via_jump: bool,
+}
+
+/// The terminal the person asked for.
+pub(crate) struct PtySpec {
+    pub term: String,
+    pub cols: u32,
+    pub rows: u32,
+    pub pix_width: u32,
+    pub pix_height: u32,
+    pub modes: Vec<(russh::Pty, u32)>,
+}
+
+#[derive(Default)]
+struct Setup {
+    pty: Option<PtySpec>,
+    env: Vec<(String, String)>,
+}
+
+enum Command {
+    Shell,
+    Exec(Vec<u8>),
+    Subsystem(String),
+}
+
+impl Command {
+    fn kind(&self) -> String {
+        match self {
+            Self::Shell => "shell".into(),
+            Self::Exec(command) => format!("exec: {}", String::from_utf8_lossy(command)),
+            Self::Subsystem(name) => format!("subsystem: {name}"),
+        }
+    }
+}
+
+pub(crate) async fn run(ctx: SessionContext, mut channel: Channel<Msg>) {
+    let mut setup = Setup::default();
+    while let Some(msg) = channel.wait().await {
+        let command = match msg {
+            ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+                ..
+            } => {
+                setup.pty = Some(PtySpec {
+                    term,
+                    cols: col_width,
+                    rows: row_height,
+                    pix_width,
+                    pix_height,
+                    modes: terminal_modes,
+                });
+                continue;
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                if let Some(pty) = setup.pty.as_mut() {
+                    (pty.cols, pty.rows, pty.pix_width, pty.pix_height) =
+                        (col_width, row_height, pix_width, pix_height);
+                }
+                continue;
+            }
+            ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            } => {
+                if env_allowed(&variable_name) {
+                    setup.env.push((variable_name, variable_value));
+                }
+                continue;
+            }
+            ChannelMsg::RequestShell { .. } => Command::Shell,
+            ChannelMsg::Exec { command, .. } => Command::Exec(command),
+            ChannelMsg::RequestSubsystem { name, .. } if name == "sftp" => Command::Subsystem(name),
+            ChannelMsg::Close => return,
+            _ => continue,
+        };
+        return start(ctx, channel, setup, command).await;
+    }
+}
+
+async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup, command: Command) {
+    let with_pty = setup.pty.is_some();
+    let (target, login) = match &ctx.destination {
+        Destination::Named { target, login } => (target.clone(), login.clone()),
+        Destination::Choose => match (&command, setup.pty.as_mut()) {
+            (Command::Shell, Some(pty)) => match picker::choose(&ctx, &mut channel, pty).await {
+                Some((target, login)) => (target, Some(login)),
+                None => return end_quietly(&channel).await,
+            },
+            _ => return fail_channel(&channel, &no_target_message(&ctx).await, with_pty).await,
+        },
+    };
+    let grant = match route::authorize(&ctx.shared, &ctx.person, &target, login.as_deref()).await {
+        Ok(grant) => grant,
+        Err(error) => return fail_channel(&channel, &error.to_string(), with_pty).await,
+    };
+    let opened = match ctx.links.get(&ctx.shared, &grant).await {
+        Ok(link) => open_remote(&link, &setup, &command).await,
+        Err(error) => Err(error),
+    };
+    let remote = match opened {
+        Ok(remote) => remote,
+        Err(error) => {
+            ctx.shared
+                .settings
+                .events
+                .publish(SessionEvent::TargetFailed {
+                    person: ctx.person.clone(),
+                    target: target.clone(),
+                    reason: error.to_string(),
+                });
+            return fail_channel(&channel, &error.to_string(), with_pty).await;
+        }
+    };
+    let session_id = new_session_id();
+    let events = &ctx.shared.settings.events;
+    events.publish(SessionEvent::SessionStarted {
+        session_id: session_id.clone(),
+        person: ctx.person.clone(),
+        target: grant.target().name.clone(),
+        login: grant.login().to_owned(),
+        kind: command.kind(),
+        via_jump: ctx.via_jump,
+        because: grant.because().to_owned(),
+        peer: ctx.peer,
+    });
+    let traffic = pump::bridge(channel, remote, ctx.handle.clone()).await;
+    events.publish(SessionEvent::SessionEnded {
+        session_id,
+        bytes_to_target: traffic.bytes_to_target,
+        bytes_from_target: traffic.bytes_from_target,
+        exit_status: traffic.exit_status,
+        outcome: if traffic.exit_signal {
+            "signal"
+        } else {
+            "closed"
+        }
+        .into(),
+    });
+}
+
+/// Open on the target the same kind of session the person asked for.
+async fn open_remote(
+    link: &TargetLink,
+    setup: &Setup,
+    command: &Command,
+) -> Result<Channel<client::Msg>, BackError> {
+    let mut remote = link.open_session().await?;
+    let ssh = |source| BackError::Ssh {
+        target: link.target().to_owned(),
+        source,
+    };
+    if let Some(pty) = &setup.pty {
+        remote
+            .request_pty(
+                true,
+                &pty.term,
+                pty.cols,
+                pty.rows,
+                pty.pix_width,
+                pty.pix_height,
+                &pty.modes,
+            )
+            .await
+            .map_err(ssh)?;
+        expect_reply(&mut remote, link, "a terminal").await?;
+    }
+    for (name, value) in &setup.env {
+        remote
+            .set_env(false, name.as_str(), value.as_str())
+            .await
+            .map_err(ssh)?;
+    }
+    let what = match command {
+        Command::Shell => {
+            remote.request_shell(true).await.map_err(ssh)?;
+            "a shell"
+        }
+        Command::Exec(line) => {
+            remote.exec(true, line.clone()).await.map_err(ssh)?;
+            "the command"
+        }
+        Command::Subsystem(name) => {
+            remote
+                .request_subsystem(true, name.as_str())
+                .await
+                .map_err(ssh)?;
+            "the subsystem"
+        }
+    };
+    expect_reply(&mut remote, link, what).await?;
+    Ok(remote)
+}
+
+async fn expect_reply(
+    remote: &mut Channel<client::Msg>,
+    link: &TargetLink,
+    what: &str,
+) -> Result<(), BackError> {
+    let refused = || BackError::Refused {
+        target: link.target().to_owned(),
+        what: format!("{what} for {}", link.login()),
+    };
+    loop {
+        match remote.wait().await {
+            Some(ChannelMsg::Success) => return Ok(()),
+            Some(ChannelMsg::Failure | ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                return Err(refused());
+            }
+            Some(_) => continue,
+        }
+    }
+}
+
+/// Tell the person why the session cannot go on, in one line on stderr, and end
+/// the channel with exit status 1.
+pub(crate) async fn fail_channel(channel: &Channel<Msg>, message: &str, with_pty: bool) {
+    let end = if with_pty { "\r\n" } else { "\n" };
+    let line = format!("vestibule: {message}{end}");
+    let _ = channel
+        .extended_data_bytes(1, Bytes::from(line.into_bytes()))
+        .await;
+    let _ = channel.exit_status(1).await;
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
+}
+
+async fn end_quietly(channel: &Channel<Msg>) {
+    let _ = channel.exit_status(0).await;
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
+}
+
+async fn no_target_message(ctx: &SessionContext) -> String {
+    let person = &ctx.person;
+    let how = format!(
+        "name a target: ssh {person}:TARGET@bastion, or ssh -J {person}@bastion LOGIN@TARGET"
+    );
+    match route::reachable(&ctx.shared, person).await {
+        Ok(reachable) if reachable.is_empty() => {
+            format!("{how}; you may not use any target yet (ask an administrator for a role)")
+        }
+        Ok(reachable) => {
+            let list: Vec<String> = reachable
+                .iter()
+                .map(|(t, logins)| format!("{} ({})", t.name, logins.join(", ")))
+                .collect();
+            format!("{how}; yours: {}", list.join(", "))
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot list targets");
+            how
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Vestibule's persistent state: people, keys, targets, roles and grants, in an
+//! embedded SQLite database by default.
+//!
+//! Owns: the schema and its migrations, and every SQL statement. The admin CLI and
+//! the running gateway open the same database (WAL mode), so changes made by the CLI
+//! apply to the next connection without a restart.
+//! Must not touch: the session data path. The gateway reads the store when a person
+//! authenticates or asks for a target, never per packet.
+
+mod error;
+mod roles;
+mod targets;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use error::StoreError;
+pub use roles::RoleRecord;
+pub use users::UserCredentials;
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "initial".into(),
+        MigrationType::Simple,
+        sqlx::SqlStr::from_static(include_str!("../migrations/sqlite/0001_initial.sql")),
+        false,
+    )])
+}
+
+impl Store {
+    /// Open (creating if needed) the SQLite database at `path` and bring its schema
+    /// up to date.
+    pub async fn open_sqlite(path: &Path, create: bool) -> Result<Self, StoreError> {
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(StoreError::Database)?
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Close the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) async fn test_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_sqlite(&dir.path().join("t.db"), true)
+        .await
+        .expect("open test store");
+    (store, dir)
+}

@@ -1,0 +1,135 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "vestibule",
+    version,
+    about = "An audited SSH jump box for the stock OpenSSH client"
+)]
+pub struct Cli {
+    /// The data dir (configuration, keys, database). Default: /var/lib/vestibule
+    /// for root, else $XDG_DATA_HOME/vestibule or ~/.local/share/vestibule.
+    #[arg(long, global = true, env = "VESTIBULE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a data dir: configuration, host and gateway keys, database.
+    Init,
+    /// Run the gateway (initialising the data dir first if there is none).
+    Serve(ServeArgs),
+    /// Print the authorized_keys line that targets must trust.
+    GatewayKey,
+    /// Manage people.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage targets.
+    #[command(subcommand)]
+    Target(TargetCommand),
+    /// Manage roles and who holds them.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address for the SSH listener (overrides ssh.listen). Port 0 picks a free port.
+    #[arg(long)]
+    pub ssh_listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Register a person.
+    Add {
+        name: String,
+        /// An OpenSSH public key file (repeatable).
+        #[arg(long = "public-key", value_name = "FILE")]
+        public_keys: Vec<PathBuf>,
+        /// Read a password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List(ListArgs),
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TargetCommand {
+    /// Register a host people may reach through the gateway.
+    Add {
+        name: String,
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// The login used when the person names none.
+        #[arg(long)]
+        login: Option<String>,
+        /// A label key=value (repeatable), for role selectors.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// The target's host key, as in known_hosts: "ssh-ed25519 AAAA...".
+        #[arg(
+            long,
+            conflicts_with = "trust_on_first_use",
+            required_unless_present = "trust_on_first_use"
+        )]
+        host_key: Option<String>,
+        /// Record the key the target presents at first contact and pin it.
+        #[arg(long)]
+        trust_on_first_use: bool,
+    },
+    List(ListArgs),
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// Define a role: which targets, as which logins.
+    Add {
+        name: String,
+        /// `*`, target names, or label matches such as env=staging (comma-separated).
+        #[arg(long)]
+        targets: String,
+        /// Logins on those targets, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        logins: Vec<String>,
+        /// Allow `ssh -L` through those targets.
+        #[arg(long)]
+        allow_port_forwarding: bool,
+    },
+    /// Give a role to a person.
+    Grant {
+        role: String,
+        user: String,
+    },
+    /// Take a role from a person.
+    Revoke {
+        role: String,
+        user: String,
+    },
+    List(ListArgs),
+    Remove {
+        name: String,
+    },
+}

@@ -1,0 +1,143 @@
+//! `vestibule.toml`: the gateway's configuration file.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// The file `vestibule init` writes: every setting, commented, at its default.
+pub const TEMPLATE: &str = r#"# Vestibule configuration. Paths are relative to this file's directory (the data dir).
+# Changes here take effect at the next `vestibule serve`; users, targets and roles
+# live in the database and change at once through the admin CLI.
+
+[ssh]
+# Address the SSH gateway listens on (`vestibule serve --ssh-listen` overrides it).
+listen = "0.0.0.0:2222"
+# The host key people's SSH clients see when they connect.
+host_key = "keys/ssh_host_ed25519_key"
+# The key the gateway logs in to targets with. Its public half, printed by
+# `vestibule gateway-key`, goes into each target's authorized_keys.
+client_key = "keys/gateway_ed25519_key"
+# Seconds to wait for a target to accept the connection and finish the SSH handshake.
+target_connect_timeout_secs = 10
+
+[http]
+# Reserved for the HTTP API (certificate login, metrics) of later releases; not served yet.
+listen = "0.0.0.0:8443"
+
+[database]
+# The embedded SQLite database file.
+sqlite = "vestibule.db"
+
+[log]
+# Log filter in tracing's syntax, e.g. "info" or "vestibule=debug,russh=info".
+# The RUST_LOG environment variable overrides it.
+filter = "info"
+"#;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ssh: SshConfig,
+    #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "validated now, served by the HTTP API of a later issue"
+    )]
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    pub listen: SocketAddr,
+    pub host_key: String,
+    pub client_key: String,
+    #[serde(default = "default_connect_timeout")]
+    pub target_connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub sqlite: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        if !(1..=300).contains(&config.ssh.target_connect_timeout_secs) {
+            anyhow::bail!("ssh.target_connect_timeout_secs must be between 1 and 300");
+        }
+        Ok(config)
+    }
+
+    pub fn target_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.ssh.target_connect_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_is_valid() {
+        let config = Config::parse(TEMPLATE).unwrap();
+        assert_eq!(config.ssh.listen.port(), 2222);
+        assert_eq!(config.http.listen.port(), 8443);
+        assert_eq!(config.target_connect_timeout(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let bad = TEMPLATE.replace("listen = \"0.0.0.0:2222\"", "listen = \"nowhere\"");
+        let message = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(message.contains("line"), "{message}");
+        let typo = TEMPLATE.replace("[log]", "[log]\nfliter = \"x\"");
+        assert!(format!("{:#}", Config::parse(&typo).unwrap_err()).contains("fliter"));
+    }
+}

@@ -1,0 +1,162 @@
+//! The data dir: configuration, keys and database in one directory.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use russh::keys::PrivateKey;
+use russh::keys::ssh_key::LineEnding;
+use vestibule_store::Store;
+
+use crate::config::{Config, TEMPLATE};
+
+/// The default data dir: `/var/lib/vestibule` for root, otherwise
+/// `$XDG_DATA_HOME/vestibule` or `~/.local/share/vestibule`.
+pub fn default_dir() -> PathBuf {
+    // /proc/self belongs to the effective user: root without unsafe libc calls.
+    let is_root = fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if is_root.unwrap_or(false) {
+        return PathBuf::from("/var/lib/vestibule");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("vestibule");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/vestibule")
+}
+
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("vestibule.toml")
+    }
+
+    pub fn is_initialised(&self) -> bool {
+        self.config_path().exists()
+    }
+
+    fn resolve(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    pub fn load_config(&self) -> Result<Config> {
+        if !self.is_initialised() {
+            bail!(
+                "{} is not a Vestibule data dir (no vestibule.toml); run `vestibule init --data-dir {}` first",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        Config::load(&self.config_path())
+    }
+
+    pub async fn open_store(&self, config: &Config) -> Result<Store> {
+        let path = self.resolve(&config.database.sqlite);
+        Store::open_sqlite(&path, false)
+            .await
+            .with_context(|| format!("cannot open the database {}", path.display()))
+    }
+
+    pub fn load_key(&self, relative: &str) -> Result<PrivateKey> {
+        let path = self.resolve(relative);
+        let mode = fs::metadata(&path)
+            .with_context(|| format!("cannot read key {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "key {} is readable by others (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+        let pem = zeroize::Zeroizing::new(
+            fs::read_to_string(&path)
+                .with_context(|| format!("cannot read key {}", path.display()))?,
+        );
+        PrivateKey::from_openssh(pem.as_bytes())
+            .with_context(|| format!("cannot parse key {}", path.display()))
+    }
+
+    /// Create a fresh data dir. Refuses if one already exists there.
+    pub async fn init(&self) -> Result<()> {
+        if self.is_initialised() {
+            bail!(
+                "{} is already a Vestibule data dir; refusing to overwrite it",
+                self.root.display()
+            );
+        }
+        if self.root.exists() && fs::read_dir(&self.root)?.next().is_some() {
+            bail!(
+                "{} exists and is not empty; refusing to initialise a data dir there",
+                self.root.display()
+            );
+        }
+        create_private_dir(&self.root)?;
+        create_private_dir(&self.root.join("keys"))?;
+        let config = Config::parse(TEMPLATE)?;
+        for (relative, comment) in [
+            (&config.ssh.host_key, "vestibule-host"),
+            (&config.ssh.client_key, "vestibule-gateway"),
+        ] {
+            write_new_key(&self.resolve(relative), comment)?;
+        }
+        let db = self.resolve(&config.database.sqlite);
+        Store::open_sqlite(&db, true)
+            .await
+            .with_context(|| format!("cannot create the database {}", db.display()))?
+            .close()
+            .await;
+        // Written last: its presence marks a complete data dir.
+        write_new_file(&self.config_path(), TEMPLATE.as_bytes(), 0o600)?;
+        Ok(())
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set permissions of {}", path.display()))
+}
+
+fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_new_key(path: &Path, comment: &str) -> Result<()> {
+    let mut key = vestibule_gateway::identity::generate_ed25519()?;
+    key.set_comment(comment);
+    let pem = key
+        .to_openssh(LineEnding::LF)
+        .context("cannot encode key")?;
+    write_new_file(path, pem.as_bytes(), 0o600)?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("cannot encode public key")?;
+    write_new_file(
+        &path.with_extension("pub"),
+        format!("{public}\n").as_bytes(),
+        0o644,
+    )
+}

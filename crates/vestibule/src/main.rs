@@ -1,0 +1,61 @@
+//! `vestibule`: the single binary. `init` and `serve` run the gateway; the other
+//! commands administer it, working on the same data dir while it runs.
+//!
+//! Owns: the command line, the data dir layout and configuration file, loading
+//! keys from disk, wiring the crates together, reporting errors with context.
+//! Must not touch: SSH protocol details (vestibule-gateway), SQL (vestibule-store),
+//! authorization rules (vestibule-authz).
+
+mod admin;
+mod cli;
+mod config;
+mod datadir;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use datadir::DataDir;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("vestibule: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vestibule: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = DataDir::new(cli.data_dir.unwrap_or_else(datadir::default_dir));
+    match cli.command {
+        Command::Init => {
+            dir.init().await?;
+            println!("Initialised a Vestibule data dir at {}", dir.root.display());
+            println!(
+                "Start the gateway with: vestibule serve --data-dir {}",
+                dir.root.display()
+            );
+            Ok(())
+        }
+        Command::Serve(args) => serve::run(dir, args).await,
+        Command::GatewayKey => admin::gateway_key(&dir),
+        Command::User(command) => admin::user(&dir, command).await,
+        Command::Target(command) => admin::target(&dir, command).await,
+        Command::Role(command) => admin::role(&dir, command).await,
+    }
+}

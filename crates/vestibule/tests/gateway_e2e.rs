@@ -1,0 +1,201 @@
+//! End-to-end: running commands through the gateway with the real OpenSSH client,
+//! in every way a person names a target, compared with direct ssh where useful.
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use common::{COMMAND_TIMEOUT, DEPLOY_LOGIN, World, run, run_with_stdin};
+
+const HELLO: &str = "echo hello; echo err >&2; exit 7";
+
+#[track_caller]
+fn assert_hello(run: &common::Run) {
+    run.assert_code(7)
+        .assert_stdout("hello\n")
+        .assert_stderr_line_with(&["err"]);
+}
+
+#[test]
+fn exec_with_colon_form_passes_stdout_stderr_and_exit_code() {
+    let w = World::new();
+    assert_hello(&w.exec("alice:web1", HELLO));
+}
+
+#[test]
+fn exec_with_hash_form_passes_stdout_stderr_and_exit_code() {
+    let w = World::new();
+    assert_hello(&w.exec("alice#web1", HELLO));
+}
+
+#[test]
+fn exec_uses_the_targets_login_by_default() {
+    let w = World::new();
+    w.exec("alice:web1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
+}
+
+#[test]
+fn exec_with_explicit_login_in_both_forms() {
+    let w = World::new();
+    for user in ["alice#vtdeploy@web1", "alice:vtdeploy@web1"] {
+        w.exec(user, "whoami")
+            .assert_ok()
+            .assert_stdout(&format!("{DEPLOY_LOGIN}\n"));
+    }
+    w.exec("alice#root@web1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
+}
+
+/// Exit statuses and deaths by signal look the same through the gateway as
+/// with ssh straight to the target (the oracle).
+#[test]
+fn exit_codes_and_signals_match_direct_ssh() {
+    let w = World::new();
+    for command in [
+        "true",
+        "exit 1",
+        "exit 42",
+        "exit 255",
+        "kill -TERM $$",
+        "kill -KILL $$",
+    ] {
+        let direct = w.target.direct("root", command);
+        let via = w.exec("alice:web1", command);
+        assert_eq!(
+            via.code(),
+            direct.code(),
+            "exit status differs for {command:?}\ndirect:\n{direct}\ngateway:\n{via}"
+        );
+    }
+}
+
+#[test]
+fn killed_remote_process_is_not_reported_as_success() {
+    let w = World::new();
+    let via = w.exec("alice:web1", "kill -TERM $$");
+    via.assert_failed();
+    assert_ne!(
+        via.code(),
+        Some(1),
+        "a signal must not look like exit 1:\n{via}"
+    );
+}
+
+#[test]
+fn env_allowlist_passes_lang_but_not_arbitrary_variables() {
+    let w = World::with_sshd_config(&["AcceptEnv LANG LC_* TERM"]);
+    // One SetEnv directive: OpenSSH uses only the first SetEnv it sees.
+    let opts = ["-o", "SetEnv=LANG=C.UTF-8 EVIL=1"];
+    let command = "echo $LANG/$EVIL";
+    let direct = run(
+        &mut w
+            .target
+            .admin
+            .ssh_with(w.target.port, "root", &opts, command),
+        COMMAND_TIMEOUT,
+    );
+    direct.assert_ok().assert_stdout("C.UTF-8/\n");
+    let via = run(
+        &mut w.alice.ssh_with(w.gw.port, "alice:web1", &opts, command),
+        COMMAND_TIMEOUT,
+    );
+    via.assert_ok().assert_stdout("C.UTF-8/\n");
+}
+
+#[test]
+fn stdin_eof_reaches_the_remote_command() {
+    let w = World::new();
+    let out = run_with_stdin(
+        &mut w.ssh("alice:web1", "cat; echo done"),
+        b"abc\n".to_vec(),
+        COMMAND_TIMEOUT,
+    );
+    out.assert_ok().assert_stdout("abc\ndone\n");
+}
+
+fn seq(n: u32) -> String {
+    (1..=n).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+fn large_output_arrives_complete_before_close() {
+    let w = World::new();
+    let out = w.exec("alice:web1", "seq 1 200000");
+    out.assert_ok();
+    let text = out.stdout_str();
+    assert_eq!(text.lines().count(), 200_000, "line count");
+    assert_eq!(text.lines().last(), Some("200000"));
+    assert!(text == seq(200_000), "output differs from seq 1 200000");
+}
+
+#[test]
+fn large_output_then_exit_status_both_arrive() {
+    let w = World::new();
+    let out = w.exec("alice:web1", "seq 1 50000; exit 3");
+    out.assert_code(3);
+    assert!(out.stdout_str() == seq(50_000), "output differs:\n{out}");
+}
+
+#[test]
+fn proxyjump_exec_as_named_login() {
+    let w = World::new();
+    let port = w.gw.port;
+    let whoami = run(
+        &mut w.alice.ssh_jump(port, "vtdeploy@web1", "whoami"),
+        COMMAND_TIMEOUT,
+    );
+    whoami
+        .assert_ok()
+        .assert_stdout(&format!("{DEPLOY_LOGIN}\n"));
+    let status = run(
+        &mut w.alice.ssh_jump(port, "root@web1", "echo via-jump; exit 5"),
+        COMMAND_TIMEOUT,
+    );
+    status.assert_code(5).assert_stdout("via-jump\n");
+}
+
+#[test]
+fn proxyjump_refuses_a_login_the_role_does_not_grant() {
+    let w = World::new();
+    w.add_role("narrow", "web1", "vtdeploy", false);
+    let erin = w.new_user("erin", &["narrow"]);
+    let out = run(
+        &mut erin.ssh_jump(w.gw.port, "root@web1", "whoami"),
+        COMMAND_TIMEOUT,
+    );
+    out.assert_failed();
+    assert!(
+        !out.stdout_str().contains("root"),
+        "must not have run as root:\n{out}"
+    );
+}
+
+#[test]
+fn fifty_concurrent_sessions() {
+    const SESSIONS: usize = 50;
+    let w = World::with_sshd_config(&["MaxStartups 100:30:200", "MaxSessions 100"]);
+    let runs: Vec<common::Run> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..SESSIONS)
+            .map(|i| {
+                let w = &w;
+                scope.spawn(move || {
+                    run(
+                        &mut w.ssh("alice:web1", &format!("echo n-{i}; sleep 1")),
+                        Duration::from_secs(120),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("session thread"))
+            .collect()
+    });
+    for (i, out) in runs.iter().enumerate() {
+        out.assert_ok().assert_stdout(&format!("n-{i}\n"));
+    }
+}
