@@ -55,6 +55,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         port = bound.port()
     );
     println!("Data dir: {}", dir.root.display());
+    tracing::info!(listen = %config.http.listen, "the HTTP listener is reserved for the HTTP API and not started yet");
     let gateway = Gateway::new(settings);
     tokio::select! {
         served = gateway.serve(listener) => served.context("the SSH gateway stopped"),

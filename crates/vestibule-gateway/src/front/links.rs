@@ -11,9 +11,12 @@ use vestibule_authz::SessionGrant;
 use crate::Shared;
 use crate::back::{BackError, TargetLink};
 
+/// A target name and a login on it.
+type LinkKey = (String, String);
+
 #[derive(Clone, Default)]
 pub(crate) struct LinkCache {
-    links: Arc<Mutex<HashMap<(String, String), Arc<TargetLink>>>>,
+    links: Arc<Mutex<HashMap<LinkKey, Arc<TargetLink>>>>,
 }
 
 impl LinkCache {
