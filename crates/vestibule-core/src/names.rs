@@ -1,5 +1,5 @@
 //! The user names people type into `ssh`: `alice`, `alice:web1`, `alice#web1`,
-//! `alice:root@web1` and `alice#root@web1`.
+//! `alice+web1`, and with a login `alice:root@web1`, `alice#root@web1`, `alice+root@web1`.
 
 use crate::NameError;
 
@@ -15,11 +15,13 @@ pub struct ConnectionRequest {
 }
 
 impl ConnectionRequest {
-    /// Parse an SSH user name. `:` and `#` are interchangeable separators between the
-    /// person and the target (`#` exists because scp and rsync treat `:` specially).
+    /// Parse an SSH user name. `:`, `#` and `+` are interchangeable separators
+    /// between the person and the target: `:` reads best with ssh, `#` exists because
+    /// scp and rsync split arguments at `:`, and `+` because scp refuses `#` in the
+    /// user name of a download source.
     /// A target part of the form `LOGIN@TARGET` names the login as well.
     pub fn parse(ssh_user: &str) -> Result<Self, NameError> {
-        let (person, rest) = match ssh_user.find([':', '#']) {
+        let (person, rest) = match ssh_user.find([':', '#', '+']) {
             Some(at) => (&ssh_user[..at], Some(&ssh_user[at + 1..])),
             None => (ssh_user, None),
         };
@@ -107,6 +109,7 @@ mod tests {
     fn both_separators_name_a_target() {
         assert_eq!(parse("alice:web1").1.as_deref(), Some("web1"));
         assert_eq!(parse("alice#web1").1.as_deref(), Some("web1"));
+        assert_eq!(parse("alice+web1").1.as_deref(), Some("web1"));
     }
 
     #[test]

@@ -77,6 +77,29 @@ fn password_login_is_denied_for_a_key_only_user() {
 }
 
 #[test]
+fn user_with_two_keys_may_use_either() {
+    let w = World::new();
+    let laptop = Client::with_key("hana", KeyType::Ed25519);
+    let desktop = Client::with_key("hana", KeyType::Ecdsa);
+    let (k1, k2) = (laptop.pubkey_path(), desktop.pubkey_path());
+    w.gw.cli_ok(&[
+        "user",
+        "add",
+        "hana",
+        "--public-key",
+        k1.to_str().expect("utf-8 path"),
+        "--public-key",
+        k2.to_str().expect("utf-8 path"),
+    ]);
+    w.grant("ops", "hana");
+    for client in [&laptop, &desktop] {
+        w.exec_as(client, "hana:web1", "whoami")
+            .assert_ok()
+            .assert_stdout("root\n");
+    }
+}
+
+#[test]
 fn ecdsa_key_authenticates() {
     let w = World::new();
     let carol = Client::with_key("carol", KeyType::Ecdsa);
@@ -238,14 +261,59 @@ fn trust_on_first_use_records_the_key() {
 #[test]
 fn unreachable_target_is_reported_promptly() {
     let w = World::new();
+    // Nothing listens on 127.0.0.2 (every fixture binds 127.0.0.1 only), so
+    // this port stays closed even if another test takes it on 127.0.0.1.
     let closed = free_port().to_string();
-    w.add_target("dead1", &["--login", "root", "--port", &closed]);
+    w.add_target(
+        "dead1",
+        &["--login", "root", "--host", "127.0.0.2", "--port", &closed],
+    );
     let out = w.exec("alice:dead1", "true");
     out.assert_refused_with(&["vestibule:", "unreachable", "dead1"]);
     assert!(
         out.elapsed < Duration::from_secs(20),
         "took too long to report:\n{out}"
     );
+}
+
+// ---- restarts --------------------------------------------------------------
+
+/// The gateway's host key as `ssh-keyscan` sees it on `port`.
+fn scanned_host_key(port: u16) -> String {
+    let mut scan = Command::new("ssh-keyscan");
+    scan.args([
+        "-T",
+        "10",
+        "-t",
+        "ed25519",
+        "-p",
+        &port.to_string(),
+        "127.0.0.1",
+    ]);
+    let out = run(&mut scan, COMMAND_TIMEOUT);
+    let line = out.stdout_str();
+    let key = line
+        .split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        key.starts_with("ssh-ed25519 "),
+        "no ed25519 host key:\n{out}"
+    );
+    key
+}
+
+#[test]
+fn restart_keeps_host_key_people_targets_and_roles() {
+    let mut w = World::new();
+    let key_before = scanned_host_key(w.gw.port);
+    // Stops with SIGTERM (bounded wait), then serves the same data dir again.
+    w.gw.restart();
+    assert_eq!(scanned_host_key(w.gw.port), key_before, "host key changed");
+    w.exec("alice:web1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
 }
 
 // ---- the admin CLI -------------------------------------------------------

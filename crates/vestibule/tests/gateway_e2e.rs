@@ -85,24 +85,39 @@ fn killed_remote_process_is_not_reported_as_success() {
     );
 }
 
-#[test]
-fn env_allowlist_passes_lang_but_not_arbitrary_variables() {
-    let w = World::with_sshd_config(&["AcceptEnv LANG LC_* TERM"]);
+/// `echo $LANG/$EVIL` with both sent by the client (SetEnv), straight to the
+/// target and through the gateway.
+fn env_direct_and_via_gateway(w: &World) -> (common::Run, common::Run) {
     // One SetEnv directive: OpenSSH uses only the first SetEnv it sees.
     let opts = ["-o", "SetEnv=LANG=C.UTF-8 EVIL=1"];
     let command = "echo $LANG/$EVIL";
+    let target = &w.target;
     let direct = run(
-        &mut w
-            .target
-            .admin
-            .ssh_with(w.target.port, "root", &opts, command),
+        &mut target.admin.ssh_with(target.port, "root", &opts, command),
         COMMAND_TIMEOUT,
     );
-    direct.assert_ok().assert_stdout("C.UTF-8/\n");
     let via = run(
         &mut w.alice.ssh_with(w.gw.port, "alice:web1", &opts, command),
         COMMAND_TIMEOUT,
     );
+    (direct, via)
+}
+
+#[test]
+fn env_allowlist_passes_lang_but_not_arbitrary_variables() {
+    let w = World::with_sshd_config(&["AcceptEnv LANG LC_* TERM"]);
+    let (direct, via) = env_direct_and_via_gateway(&w);
+    direct.assert_ok().assert_stdout("C.UTF-8/\n");
+    via.assert_ok().assert_stdout("C.UTF-8/\n");
+}
+
+/// The gateway filters by itself: EVIL stays out even when the target would
+/// accept any variable.
+#[test]
+fn env_allowlist_is_enforced_by_the_gateway() {
+    let w = World::with_sshd_config(&["AcceptEnv *"]);
+    let (direct, via) = env_direct_and_via_gateway(&w);
+    direct.assert_ok().assert_stdout("C.UTF-8/1\n");
     via.assert_ok().assert_stdout("C.UTF-8/\n");
 }
 

@@ -99,22 +99,60 @@ fn ten_mib_round_trip_through_proxyjump() {
 
 // ---- scp -------------------------------------------------------------------
 
-/// Upload then download one file with scp; `remote_spec` prefixes the remote path.
-fn scp_round_trip(client: &Client, args: &[&str], remote_spec: &str) {
+/// Where scp finds the remote file: extra options and the `[USER@]HOST` part.
+struct ScpRemote<'a> {
+    options: &'a [&'a str],
+    spec: &'a str,
+}
+
+/// The same remote for upload and download.
+fn scp_same<'a>(spec: &'a str) -> (ScpRemote<'a>, ScpRemote<'a>) {
+    let remote = || ScpRemote { options: &[], spec };
+    (remote(), remote())
+}
+
+/// The target named in the user name. Uploads say `alice#web1@host:path`; for
+/// downloads scp itself rejects a `#` in the user part of a source ("invalid
+/// user name", its okname() check), so downloads use the `+` separator.
+fn scp_user_form() -> (ScpRemote<'static>, ScpRemote<'static>) {
+    (
+        ScpRemote {
+            options: &[],
+            spec: "alice#web1@127.0.0.1",
+        },
+        ScpRemote {
+            options: &[],
+            spec: "alice+web1@127.0.0.1",
+        },
+    )
+}
+
+/// Upload then download one file with scp.
+fn scp_round_trip(client: &Client, args: &[&str], (up, down): (ScpRemote, ScpRemote)) {
     let d = dirs(client);
     let src = d.local.join("scp-src.bin");
     let data = write_random(&src, 1024 * 1024 + 17);
     let remote = d.remote.join("scp-dst.bin");
-    let remote_arg = format!("{remote_spec}:{}", remote.display());
+    let remote_path = |r: &ScpRemote| format!("{}:{}", r.spec, remote.display());
     ok(run(
-        client.tool("scp").args(args).arg(&src).arg(&remote_arg),
+        client
+            .tool("scp")
+            .args(args)
+            .args(up.options)
+            .arg(&src)
+            .arg(remote_path(&up)),
         COMMAND_TIMEOUT,
     ));
     assert_same_file(&remote, &data);
 
     let back = d.local.join("scp-back.bin");
     ok(run(
-        client.tool("scp").args(args).arg(&remote_arg).arg(&back),
+        client
+            .tool("scp")
+            .args(args)
+            .args(down.options)
+            .arg(remote_path(&down))
+            .arg(&back),
         COMMAND_TIMEOUT,
     ));
     assert_same_file(&back, &data);
@@ -124,28 +162,28 @@ fn scp_round_trip(client: &Client, args: &[&str], remote_spec: &str) {
 fn scp_through_proxyjump() {
     let w = World::new();
     let jump = w.alice.jump(w.gw.port);
-    scp_round_trip(&w.alice, &["-J", &jump], "root@web1");
+    scp_round_trip(&w.alice, &["-J", &jump], scp_same("root@web1"));
 }
 
 #[test]
 fn scp_legacy_protocol_through_proxyjump() {
     let w = World::new();
     let jump = w.alice.jump(w.gw.port);
-    scp_round_trip(&w.alice, &["-O", "-J", &jump], "root@web1");
+    scp_round_trip(&w.alice, &["-O", "-J", &jump], scp_same("root@web1"));
 }
 
 #[test]
 fn scp_with_target_in_user_name() {
     let w = World::new();
     let port = w.gw.port.to_string();
-    scp_round_trip(&w.alice, &["-P", &port], "alice#web1@127.0.0.1");
+    scp_round_trip(&w.alice, &["-P", &port], scp_user_form());
 }
 
 #[test]
 fn scp_legacy_protocol_with_target_in_user_name() {
     let w = World::new();
     let port = w.gw.port.to_string();
-    scp_round_trip(&w.alice, &["-O", "-P", &port], "alice#web1@127.0.0.1");
+    scp_round_trip(&w.alice, &["-O", "-P", &port], scp_user_form());
 }
 
 // ---- sftp ------------------------------------------------------------------
@@ -285,7 +323,7 @@ fn transfer_tools_work_directly_against_the_target() {
     let target = SshdTarget::start();
     let port = target.port.to_string();
     let admin = &target.admin;
-    scp_round_trip(admin, &["-P", &port], "root@127.0.0.1");
+    scp_round_trip(admin, &["-P", &port], scp_same("root@127.0.0.1"));
     sftp_batch(admin, &["-P", &port], "root@127.0.0.1");
     rsync_both_ways(
         admin,
@@ -315,32 +353,37 @@ fn start_echo_server() -> u16 {
 }
 
 /// `ssh -N -L LOCAL:127.0.0.1:ECHO USER@gateway`, waited on until the local
-/// port accepts connections. Returns the guard and the local port.
+/// port accepts connections. Returns the guard and the local port. A free port
+/// can be taken by another test before ssh binds it: then ssh exits
+/// (ExitOnForwardFailure) and we try another.
 fn local_forward(w: &World, client: &Client, user: &str, echo_port: u16) -> (ChildGuard, u16) {
-    let local_port = free_port();
-    let spec = format!("{local_port}:127.0.0.1:{echo_port}");
-    let mut cmd = client.ssh_no_command(
-        w.gw.port,
-        user,
-        &["-N", "-o", "ExitOnForwardFailure=yes", "-L", &spec],
-    );
-    let log = File::create(client.dir().join("forward.log")).expect("forward log");
-    let mut child = ChildGuard::spawn(&mut cmd, Stdio::null(), Stdio::from(log));
-    let listening = wait_until(Duration::from_secs(30), || {
-        if child.exited() {
-            return Some(false);
+    let log_path = client.dir().join("forward.log");
+    for _attempt in 0..3 {
+        let local_port = free_port();
+        let spec = format!("{local_port}:127.0.0.1:{echo_port}");
+        let mut cmd = client.ssh_no_command(
+            w.gw.port,
+            user,
+            &["-N", "-o", "ExitOnForwardFailure=yes", "-L", &spec],
+        );
+        let log = File::create(&log_path).expect("forward log");
+        let mut child = ChildGuard::spawn(&mut cmd, Stdio::null(), Stdio::from(log));
+        let listening = wait_until(Duration::from_secs(30), || {
+            if child.exited() {
+                return Some(false);
+            }
+            TcpStream::connect(("127.0.0.1", local_port))
+                .is_ok()
+                .then_some(true)
+        });
+        if listening == Some(true) && !child.exited() {
+            return (child, local_port);
         }
-        TcpStream::connect(("127.0.0.1", local_port))
-            .is_ok()
-            .then_some(true)
-    });
-    assert_eq!(
-        listening,
-        Some(true),
+    }
+    panic!(
         "ssh -L never listened; its stderr:\n{}",
-        common::tail_of(&client.dir().join("forward.log"), 2000)
+        common::tail_of(&log_path, 2000)
     );
-    (child, local_port)
 }
 
 /// Send `payload` to 127.0.0.1:`port`, half-close, read everything back.
@@ -378,8 +421,13 @@ fn local_port_forwarding_is_refused_without_the_role_flag() {
     let gina = w.new_user("gina", &["noforward"]);
     gina_still_has_a_shell(&w, &gina);
     let echo = start_echo_server();
-    let (_ssh, port) = local_forward(&w, &gina, "gina:web1", echo);
-    match exchange(port, b"must not arrive\n") {
+    let (mut ssh, port) = local_forward(&w, &gina, "gina:web1", echo);
+    let result = exchange(port, b"must not arrive\n");
+    assert!(
+        !ssh.exited(),
+        "ssh -L died; was port {port} really its own?"
+    );
+    match result {
         Ok(back) => assert!(back.is_empty(), "bytes came back through a refused forward"),
         Err(e) => assert!(
             matches!(
@@ -395,6 +443,23 @@ fn gina_still_has_a_shell(w: &World, gina: &Client) {
     w.exec_as(gina, "gina:web1", "echo ok")
         .assert_ok()
         .assert_stdout("ok\n");
+}
+
+/// ProxyJump only reaches registered targets: a `-W` to some other address must
+/// not become a raw TCP tunnel, even for a user allowed to forward ports. (The
+/// gateway may accept the channel and speak SSH in it, refusing later; only
+/// raw bytes reaching the address would be wrong.)
+#[test]
+fn jump_channel_to_an_unregistered_address_is_not_a_tunnel() {
+    let w = World::new();
+    let echo = start_echo_server();
+    let to = format!("127.0.0.1:{echo}");
+    let mut ssh = w.alice.ssh_no_command(w.gw.port, "alice", &["-W", &to]);
+    let out = run_with_stdin(&mut ssh, b"raw-tunnel-probe\n".to_vec(), COMMAND_TIMEOUT);
+    assert!(
+        !out.stdout_str().contains("raw-tunnel-probe"),
+        "bytes were echoed through an unregistered address:\n{out}"
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -89,12 +89,7 @@ pub fn tail_of(path: &Path, max: usize) -> String {
 
 /// Append `line` (plus a newline) to the file at `path`.
 pub fn append_line(path: &Path, line: &str) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    writeln!(file, "{}", line.trim_end()).expect("append line");
+    writeln!(append_file(path), "{}", line.trim_end()).expect("append line");
 }
 
 /// `count` bytes from /dev/urandom.
@@ -463,31 +458,24 @@ impl Gateway {
     /// Start on a fresh data dir that does not exist yet (serve initialises it).
     pub fn start() -> Self {
         let dir = temp_dir();
-        let data_dir = dir.path().join("data");
-        let stderr = File::create(dir.path().join("gateway.stderr")).expect("stderr log");
-        let mut cmd = Command::new(vestibule_bin());
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--ssh-listen", "127.0.0.1:0"])
-            .env("RUST_BACKTRACE", "1");
-        let mut child = ChildGuard::spawn(&mut cmd, Stdio::piped(), Stdio::from(stderr));
-        let stdout = child.take_stdout();
-        let port_rx = watch_for_listen_line(stdout, dir.path().join("gateway.stdout"));
-        let port = match port_rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(port) => port,
-            Err(_) => {
-                child.kill();
-                panic!(
-                    "vestibule serve did not report `SSH listening on` within {:?}\n\
-                     stdout:\n{}\nstderr:\n{}",
-                    STARTUP_TIMEOUT,
-                    tail_of(&dir.path().join("gateway.stdout"), 4000),
-                    tail_of(&dir.path().join("gateway.stderr"), 4000),
-                );
-            }
-        };
+        let (child, port) = spawn_serve(dir.path());
         Self { child, dir, port }
+    }
+
+    /// Stop with SIGTERM and wait (bounded) for the process to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.child.terminate();
+        let status = self.child.wait_timeout(STARTUP_TIMEOUT);
+        status.unwrap_or_else(|| panic!("vestibule serve ignored SIGTERM for {STARTUP_TIMEOUT:?}"))
+    }
+
+    /// Stop (SIGTERM) and serve again on the same data dir; the port changes.
+    pub fn restart(&mut self) -> ExitStatus {
+        let status = self.stop();
+        let (child, port) = spawn_serve(self.dir.path());
+        self.child = child;
+        self.port = port;
+        status
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -545,6 +533,42 @@ impl Drop for Gateway {
     }
 }
 
+/// `vestibule serve --data-dir DIR/data --ssh-listen 127.0.0.1:0`, logging to
+/// DIR/gateway.{stdout,stderr}; returns once it reports its port.
+fn spawn_serve(dir: &Path) -> (ChildGuard, u16) {
+    let (stdout_log, stderr_log) = (dir.join("gateway.stdout"), dir.join("gateway.stderr"));
+    let stderr = append_file(&stderr_log);
+    let mut cmd = Command::new(vestibule_bin());
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--ssh-listen", "127.0.0.1:0"])
+        .env("RUST_BACKTRACE", "1");
+    let mut child = ChildGuard::spawn(&mut cmd, Stdio::piped(), Stdio::from(stderr));
+    let port_rx = watch_for_listen_line(child.take_stdout(), append_file(&stdout_log));
+    match port_rx.recv_timeout(STARTUP_TIMEOUT) {
+        Ok(port) => (child, port),
+        Err(_) => {
+            child.kill();
+            panic!(
+                "vestibule serve did not report `SSH listening on` within {:?}\n\
+                 stdout:\n{}\nstderr:\n{}",
+                STARTUP_TIMEOUT,
+                tail_of(&stdout_log, 4000),
+                tail_of(&stderr_log, 4000),
+            );
+        }
+    }
+}
+
+fn append_file(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
 /// `vestibule ARGS... --data-dir DIR`, with `VESTIBULE_DATA_DIR` set as well.
 pub fn admin_command(data_dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(vestibule_bin());
@@ -557,10 +581,9 @@ pub fn admin_command(data_dir: &Path, args: &[&str]) -> Command {
 
 /// Read the gateway's stdout line by line into `log`; send the port of the first
 /// `SSH listening on HOST:PORT` line. Keeps draining so the gateway never blocks.
-fn watch_for_listen_line(stdout: impl Read + Send + 'static, log: PathBuf) -> mpsc::Receiver<u16> {
+fn watch_for_listen_line(stdout: impl Read + Send + 'static, mut log: File) -> mpsc::Receiver<u16> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        let mut log = File::create(log).expect("stdout log");
         let mut sent = false;
         let mut reader = BufReader::new(stdout);
         let mut buf = Vec::new();
@@ -622,12 +645,15 @@ impl World {
     }
 
     /// Register target `name` pointing at this world's sshd with its real host
-    /// key pinned, unless `extra` gives its own `--port`, `--host-key` or
-    /// `--trust-on-first-use`.
+    /// key pinned, unless `extra` gives its own `--host`, `--port`, `--host-key`
+    /// or `--trust-on-first-use`.
     pub fn add_target(&self, name: &str, extra: &[&str]) {
         let port = self.target.port.to_string();
         let host_key = key_type_and_blob(&self.target.host_key_line());
-        let mut args = vec!["target", "add", name, "--host", "127.0.0.1"];
+        let mut args = vec!["target", "add", name];
+        if !extra.contains(&"--host") {
+            args.extend_from_slice(&["--host", "127.0.0.1"]);
+        }
         if !extra.contains(&"--port") {
             args.extend_from_slice(&["--port", &port]);
         }

@@ -48,6 +48,15 @@ impl ChildGuard {
         super::wait_until(timeout, || self.try_status())
     }
 
+    /// Ask the process (only it, not its group) to stop with SIGTERM.
+    pub fn terminate(&mut self) {
+        if !self.done {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+        }
+    }
+
     /// SIGKILL the process group, then reap the process.
     pub fn kill(&mut self) {
         if self.done {
@@ -131,11 +140,14 @@ impl Run {
             .assert_stderr_line_with(&["Permission denied"])
     }
 
-    /// Refused by the gateway after authentication: a non-zero exit and one
-    /// stderr line holding every one of `needles` (e.g. `vestibule:`, `web1`).
+    /// Refused by the gateway in the session, after authentication: exit
+    /// status 1 and stderr a single line holding every one of `needles` (e.g.
+    /// `vestibule:`, `web1`).
     #[track_caller]
     pub fn assert_refused_with(&self, needles: &[&str]) -> &Self {
-        self.assert_failed().assert_stderr_line_with(needles)
+        let lines = self.stderr_str().trim_end().lines().count();
+        assert_eq!(lines, 1, "the refusal should be one stderr line:\n{self}");
+        self.assert_code(1).assert_stderr_line_with(needles)
     }
 
     /// Assert that one line of stderr contains every one of `needles`.
