@@ -1,6 +1,7 @@
-//! The target connections of one person's connection, shared by its channels:
-//! several sessions and forwards to the same target and login ride one SSH
-//! connection, as they do with OpenSSH's own multiplexing.
+//! The target connections that one person's connection shares between its
+//! forwarded channels (`ssh -L`): many short TCP connections to the same target
+//! and login ride one SSH connection instead of a handshake each. Sessions do
+//! not share: each has its own target connection (see `session.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -142,12 +142,17 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         Ok(grant) => grant,
         Err(error) => return fail_channel(&channel, &error.to_string(), with_pty).await,
     };
-    let opened = match ctx.links.get(&ctx.shared, &grant).await {
-        Ok(link) => open_remote(&link, &setup, &command).await,
+    // Each session gets its own target connection: russh pauses a whole
+    // connection when one channel's queue is full, so sharing one would let a
+    // stalled session stall its neighbours.
+    let opened = match TargetLink::connect(&ctx.shared, &grant).await {
+        Ok(link) => open_remote(&link, &setup, &command)
+            .await
+            .map(|remote| (link, remote)),
         Err(error) => Err(error),
     };
-    let remote = match opened {
-        Ok(remote) => remote,
+    let (_link, remote) = match opened {
+        Ok(opened) => opened,
         Err(error) => {
             ctx.shared
                 .settings

@@ -482,6 +482,11 @@ impl Gateway {
         self.dir.path().join("data")
     }
 
+    /// What the gateway has logged so far (its stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("gateway.stderr")).unwrap_or_default()
+    }
+
     /// A `vestibule` admin command on this gateway's data dir.
     pub fn command(&self, args: &[&str]) -> Command {
         admin_command(&self.data_dir(), args)
