@@ -9,16 +9,29 @@ pub struct SessionGrant {
     target: Target,
     login: String,
     because: String,
+    may_forward_ports: bool,
 }
 
 impl SessionGrant {
-    pub(crate) fn new(person: String, target: Target, login: String, because: String) -> Self {
+    pub(crate) fn new(
+        person: String,
+        target: Target,
+        login: String,
+        because: String,
+        may_forward_ports: bool,
+    ) -> Self {
         Self {
             person,
             target,
             login,
             because,
+            may_forward_ports,
         }
+    }
+
+    /// Whether the person may forward ports through this target at all.
+    pub fn may_forward_ports(&self) -> bool {
+        self.may_forward_ports
     }
 
     pub fn person(&self) -> &str {

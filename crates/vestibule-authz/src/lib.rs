@@ -88,12 +88,22 @@ impl Authorizer {
             .engine
             .decide(subject, target, Action::Session { login })
         {
-            Decision::Allow { because } => Ok(SessionGrant::new(
-                subject.person.clone(),
-                target.clone(),
-                login.to_owned(),
-                because,
-            )),
+            Decision::Allow { because } => {
+                // Certificates for the session carry permit-port-forwarding
+                // only when forwarding through this target is allowed at all.
+                let any_forward = Action::PortForward { host: "*", port: 0 };
+                let may_forward_ports = matches!(
+                    self.engine.decide(subject, target, any_forward),
+                    Decision::Allow { .. }
+                );
+                Ok(SessionGrant::new(
+                    subject.person.clone(),
+                    target.clone(),
+                    login.to_owned(),
+                    because,
+                    may_forward_ports,
+                ))
+            }
             Decision::Deny(denial) => Err(denial),
         }
     }

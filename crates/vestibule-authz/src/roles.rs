@@ -74,6 +74,7 @@ mod tests {
             default_login: None,
             labels: vec![Label::parse(label).unwrap()],
             host_key: HostKeyPolicy::TrustOnFirstUse { recorded: None },
+            credential: Default::default(),
         }
     }
 
@@ -109,6 +110,7 @@ mod tests {
         let web = target("web1", "env=staging");
         let grant = authz.authorize_session(&who, &web, "deploy").unwrap();
         assert_eq!((grant.login(), grant.because()), ("deploy", "role:dev"));
+        assert!(!grant.may_forward_ports());
         let err = authz.authorize_session(&who, &web, "root").unwrap_err();
         assert_eq!(err.to_string(), "alice may not log in to web1 as root");
         let prod = target("db1", "env=prod");

@@ -13,7 +13,7 @@ mod target;
 pub use names::{ConnectionRequest, validate_login, validate_name};
 pub use role::Role;
 pub use selector::{Selector, SelectorError};
-pub use target::{HostKeyPolicy, Label, Target};
+pub use target::{HostKeyPolicy, Label, Target, TargetCredential};
 
 /// A name that failed validation, with the rule it broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

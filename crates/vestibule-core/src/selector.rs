@@ -89,6 +89,7 @@ mod tests {
             default_login: None,
             labels: labels.iter().map(|l| Label::parse(l).unwrap()).collect(),
             host_key: HostKeyPolicy::TrustOnFirstUse { recorded: None },
+            credential: Default::default(),
         }
     }
 

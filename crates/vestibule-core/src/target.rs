@@ -14,6 +14,36 @@ pub struct Target {
     pub default_login: Option<String>,
     pub labels: Vec<Label>,
     pub host_key: HostKeyPolicy,
+    pub credential: TargetCredential,
+}
+
+/// How the gateway logs in to a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetCredential {
+    /// A fresh key and a short-lived certificate from the user CA for each
+    /// session; the target trusts the CA (`TrustedUserCAKeys`).
+    #[default]
+    Certificate,
+    /// The gateway's static key, in the target's authorized_keys (legacy hosts).
+    StaticKey,
+}
+
+impl TargetCredential {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Certificate => "certificate",
+            Self::StaticKey => "static_key",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "certificate" => Some(Self::Certificate),
+            "static_key" => Some(Self::StaticKey),
+            _ => None,
+        }
+    }
 }
 
 /// How the gateway knows it reached the real target and not an impostor.

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey};
+use russh::keys::{Algorithm, Certificate, EcdsaCurve, HashAlg, PrivateKey};
 use russh::{MethodKind, MethodSet, Preferred, cipher, kex, mac};
 
 const KEX: &[kex::Name] = &[
@@ -76,16 +76,22 @@ fn server_id() -> russh::SshId {
     )))
 }
 
-/// The front end people connect to.
-pub fn server_config(host_key: PrivateKey) -> russh::server::Config {
+/// The front end people connect to, presenting `certificates` for the host key.
+pub fn server_config(
+    host_key: PrivateKey,
+    certificates: Vec<Certificate>,
+) -> russh::server::Config {
     russh::server::Config {
+        certificates,
         server_id: server_id(),
         methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
         preferred: preferred(),
-        max_auth_attempts: 6,
+        // Offers are answered uniformly (see `front`), so a client with several
+        // keys spends an attempt on each before the right one.
+        max_auth_attempts: 10,
         // Interactive sessions may idle for hours; dead peers are found by keepalives.
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(30)),
@@ -97,12 +103,12 @@ pub fn server_config(host_key: PrivateKey) -> russh::server::Config {
 
 /// The inner server of a ProxyJump hop. The person already authenticated on the
 /// outer connection, so the inner one accepts `none` (see `front::jump`).
-pub fn jump_config(host_key: PrivateKey) -> russh::server::Config {
+pub fn jump_config(host_key: PrivateKey, certificates: Vec<Certificate>) -> russh::server::Config {
     russh::server::Config {
         methods: MethodSet::from(&[MethodKind::None, MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::ZERO,
         keepalive_interval: None,
-        ..server_config(host_key)
+        ..server_config(host_key, certificates)
     }
 }
 

@@ -12,10 +12,10 @@ use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use tokio::net::TcpStream;
 use vestibule_authz::{ForwardGrant, SessionGrant};
-use vestibule_core::HostKeyPolicy;
+use vestibule_core::{HostKeyPolicy, TargetCredential};
 use vestibule_store::Store;
 
-use crate::Shared;
+use crate::{Shared, certs};
 
 /// Why the gateway could not reach or use a target. `Display` is the line shown
 /// to the person.
@@ -35,6 +35,16 @@ pub enum BackError {
         "target {target} refused the gateway's key for login {login} (its authorized_keys needs the line `vestibule gateway-key` prints)"
     )]
     AuthRejected { target: String, login: String },
+    #[error(
+        "target {target} refused the gateway's certificate for login {login} (its sshd_config needs TrustedUserCAKeys with the keys `vestibule ca export user` prints, and the login must exist)"
+    )]
+    CertificateRejected { target: String, login: String },
+    #[error("cannot issue a certificate for target {target}: {source}")]
+    Certificate {
+        target: String,
+        #[source]
+        source: vestibule_ca::CaError,
+    },
     #[error("target {target} refused to open {what}")]
     Refused { target: String, what: String },
     #[error("SSH error talking to target {target}: {source}")]
@@ -54,7 +64,11 @@ pub struct TargetLink {
 
 impl TargetLink {
     /// Connect and authenticate to the target the grant names, as its login.
-    pub(crate) async fn connect(shared: &Shared, grant: &SessionGrant) -> Result<Self, BackError> {
+    pub(crate) async fn connect(
+        shared: &Shared,
+        grant: &SessionGrant,
+        session_id: &str,
+    ) -> Result<Self, BackError> {
         let target = grant.target();
         let name = target.name.clone();
         let timeout = shared.settings.target_connect_timeout;
@@ -107,20 +121,42 @@ impl TargetLink {
             target: name.clone(),
             source,
         };
-        let rsa_hash = handle
-            .best_supported_rsa_hash()
-            .await
-            .map_err(ssh_error)?
-            .flatten();
-        let key = PrivateKeyWithHashAlg::new(shared.client_key.clone(), rsa_hash);
-        let auth = handle
-            .authenticate_publickey(grant.login(), key)
-            .await
-            .map_err(ssh_error)?;
+        let auth = match target.credential {
+            TargetCredential::Certificate => {
+                let (key, certificate) = certs::target_login(shared, grant, session_id)
+                    .await
+                    .map_err(|source| BackError::Certificate {
+                        target: name.clone(),
+                        source,
+                    })?;
+                handle
+                    .authenticate_openssh_cert(grant.login(), key, certificate)
+                    .await
+                    .map_err(ssh_error)?
+            }
+            TargetCredential::StaticKey => {
+                let rsa_hash = handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(ssh_error)?
+                    .flatten();
+                let key = PrivateKeyWithHashAlg::new(shared.client_key.clone(), rsa_hash);
+                handle
+                    .authenticate_publickey(grant.login(), key)
+                    .await
+                    .map_err(ssh_error)?
+            }
+        };
         if !auth.success() {
-            return Err(BackError::AuthRejected {
-                target: name,
-                login: grant.login().to_owned(),
+            return Err(match target.credential {
+                TargetCredential::Certificate => BackError::CertificateRejected {
+                    target: name,
+                    login: grant.login().to_owned(),
+                },
+                TargetCredential::StaticKey => BackError::AuthRejected {
+                    target: name,
+                    login: grant.login().to_owned(),
+                },
             });
         }
         Ok(Self {

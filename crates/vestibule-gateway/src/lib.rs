@@ -4,59 +4,73 @@
 //! A connection is one pipeline: authenticate the person ([`identity`]), resolve
 //! what they asked for into a target and login and have it authorized ([`route`],
 //! which yields a `vestibule_authz::SessionGrant`), connect to the target with
-//! that grant ([`back`]), then move bytes both ways ([`pump`]). ProxyJump runs a
-//! second, inner SSH server inside a direct-tcpip channel, feeding the same
-//! pipeline ([`front::jump`]). Recording, audit and metrics observe sessions
-//! through one bounded event stream ([`events`]), never by calls in the data path.
+//! that grant ([`back`], logging in with a per-session certificate from
+//! [`certs`] or the static gateway key), then move bytes both ways ([`pump`]).
+//! ProxyJump runs a second, inner SSH server inside a direct-tcpip channel,
+//! feeding the same pipeline (`front::jump`). Recording, audit and metrics
+//! observe sessions through one bounded event stream ([`events`]), never by
+//! calls in the data path.
 //!
 //! Owns: the SSH protocol on both sides, algorithm choice, host-key checking of
 //! targets, the messages people see on their terminal.
 //! Must not touch: the database schema (it asks `vestibule-store`), authorization
-//! rules (it asks `vestibule-authz`), configuration files and key files (the
-//! binary loads them and passes them in).
+//! rules (it asks `vestibule-authz`), CA key files (`vestibule-ca`),
+//! configuration files and the gateway's key files (the binary loads them).
 
 pub mod algorithms;
 pub mod back;
+pub mod certs;
 pub mod events;
 mod front;
 pub mod identity;
 pub mod pump;
 pub mod route;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use russh::keys::PrivateKey;
-use russh::server::Server as _;
 use tokio::net::TcpListener;
 use vestibule_authz::Authorizer;
+use vestibule_ca::{Keyring, LiveKeyring};
 use vestibule_store::Store;
 
+pub use certs::CertificateSettings;
 pub use events::{EventSink, SessionEvent};
 
 /// Everything a running gateway needs, loaded by the caller.
 pub struct GatewaySettings {
     /// The gateway's SSH host key, shown to people (also on ProxyJump inner hops).
     pub host_key: PrivateKey,
-    /// The key the gateway logs in to targets with.
+    /// The static key the gateway logs in to legacy targets with.
     pub client_key: PrivateKey,
     /// How long to wait for a target to accept a TCP connection and finish the
     /// SSH handshake.
     pub target_connect_timeout: Duration,
+    pub user_ca: LiveKeyring,
+    pub host_ca: LiveKeyring,
+    pub certificates: CertificateSettings,
     pub store: Store,
     pub authorizer: Authorizer,
     pub events: EventSink,
 }
 
-/// What every connection shares. Read-only after start: nothing here is locked on
-/// the data path.
+/// The front end's russh configuration, rebuilt when the host CA rotates or the
+/// host certificate nears the end of its life.
+struct FrontConfig {
+    built: Instant,
+    keyring: Arc<Keyring>,
+    config: Arc<russh::server::Config>,
+}
+
+/// What every connection shares. Read-only after start except the front config,
+/// which is read once per accepted connection: nothing here is locked on the data
+/// path.
 pub(crate) struct Shared {
     pub settings: GatewaySettings,
     pub client_key: Arc<PrivateKey>,
-    pub server_config: Arc<russh::server::Config>,
-    pub jump_config: Arc<russh::server::Config>,
     pub client_config: Arc<russh::client::Config>,
+    front: RwLock<Option<FrontConfig>>,
 }
 
 /// A gateway ready to accept connections.
@@ -69,49 +83,86 @@ pub struct Gateway {
 pub enum ServeError {
     #[error("SSH listener failed: {0}")]
     Listener(#[from] std::io::Error),
+    #[error("cannot certify the gateway's host key: {0}")]
+    HostCertificate(#[from] vestibule_ca::CaError),
 }
 
 impl Gateway {
     pub fn new(settings: GatewaySettings) -> Self {
-        let server_config = Arc::new(algorithms::server_config(settings.host_key.clone()));
-        let jump_config = Arc::new(algorithms::jump_config(settings.host_key.clone()));
         let client_config = Arc::new(algorithms::client_config());
         let client_key = Arc::new(settings.client_key.clone());
         Self {
             shared: Arc::new(Shared {
                 settings,
                 client_key,
-                server_config,
-                jump_config,
                 client_config,
+                front: RwLock::new(None),
             }),
         }
     }
 
     /// Accept connections on `listener` until it fails.
     pub async fn serve(&self, listener: TcpListener) -> Result<(), ServeError> {
-        let mut acceptor = Acceptor {
-            shared: self.shared.clone(),
-        };
-        acceptor
-            .run_on_socket(self.shared.server_config.clone(), &listener)
-            .await?;
-        Ok(())
+        // Fail at start, not at the first connection, if the host CA is unusable.
+        self.shared.front_config().await?;
+        loop {
+            let (socket, peer) = listener.accept().await?;
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let _ = socket.set_nodelay(true);
+                let config = match shared.front_config().await {
+                    Ok(config) => config,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot certify the host key; refusing connection");
+                        return;
+                    }
+                };
+                let handler = front::Connection::outer(shared, Some(peer));
+                match russh::server::run_stream(config, socket, handler).await {
+                    Ok(session) => {
+                        if let Err(error) = session.await {
+                            tracing::debug!(%error, %peer, "connection ended with an error");
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, %peer, "handshake failed"),
+                }
+            });
+        }
     }
 }
 
-struct Acceptor {
-    shared: Arc<Shared>,
-}
-
-impl russh::server::Server for Acceptor {
-    type Handler = front::Connection;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> front::Connection {
-        front::Connection::outer(self.shared.clone(), peer)
-    }
-
-    fn handle_session_error(&mut self, error: front::FrontError) {
-        tracing::debug!(%error, "connection ended with an error");
+impl Shared {
+    /// The current front-end configuration, rebuilding it when needed.
+    async fn front_config(&self) -> Result<Arc<russh::server::Config>, vestibule_ca::CaError> {
+        let keyring = self.settings.host_ca.current()?;
+        let renew_after = certs::GATEWAY_HOST_CERT_TTL / 4;
+        if let Ok(front) = self.front.read()
+            && let Some(front) = front.as_ref()
+            && Arc::ptr_eq(&front.keyring, &keyring)
+            && front.built.elapsed() < renew_after
+        {
+            return Ok(front.config.clone());
+        }
+        let host_key = &self.settings.host_key;
+        let certificate = certs::host(
+            self,
+            host_key.public_key(),
+            self.settings.certificates.host_names.clone(),
+            "vestibule:gateway".into(),
+            certs::GATEWAY_HOST_CERT_TTL,
+        )
+        .await?;
+        let config = Arc::new(algorithms::server_config(
+            host_key.clone(),
+            vec![certificate],
+        ));
+        if let Ok(mut front) = self.front.write() {
+            *front = Some(FrontConfig {
+                built: Instant::now(),
+                keyring,
+                config: config.clone(),
+            });
+        }
+        Ok(config)
     }
 }

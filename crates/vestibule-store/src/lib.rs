@@ -7,6 +7,7 @@
 //! Must not touch: the session data path. The gateway reads the store when a person
 //! authenticates or asks for a target, never per packet.
 
+mod certificates;
 mod error;
 mod roles;
 mod targets;
@@ -20,6 +21,7 @@ use sqlx::SqlitePool;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use certificates::CertificateRecord;
 pub use error::StoreError;
 pub use roles::RoleRecord;
 pub use users::UserCredentials;
@@ -31,13 +33,27 @@ pub struct Store {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        sqlx::SqlStr::from_static(include_str!("../migrations/sqlite/0001_initial.sql")),
-        false,
-    )])
+    let migration = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sqlx::SqlStr::from_static(sql),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(
+            1,
+            "initial",
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+        ),
+        migration(
+            2,
+            "certificates",
+            include_str!("../migrations/sqlite/0002_certificates.sql"),
+        ),
+    ])
 }
 
 impl Store {

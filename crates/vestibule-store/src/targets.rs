@@ -2,11 +2,12 @@
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use vestibule_core::{HostKeyPolicy, Label, Target};
+use vestibule_core::{HostKeyPolicy, Label, Target, TargetCredential};
 
 use crate::{Store, StoreError, now_unix};
 
-const COLUMNS: &str = "name, host, port, default_login, labels, host_key_mode, host_key";
+const COLUMNS: &str =
+    "name, host, port, default_login, labels, host_key_mode, host_key, credential";
 
 fn target_from_row(row: &SqliteRow) -> Result<Target, StoreError> {
     let name: String = row.try_get("name")?;
@@ -31,7 +32,11 @@ fn target_from_row(row: &SqliteRow) -> Result<Target, StoreError> {
         ("trust_on_first_use", recorded) => HostKeyPolicy::TrustOnFirstUse { recorded },
         _ => return Err(corrupt(format!("host key mode {mode:?} without a key"))),
     };
+    let credential: String = row.try_get("credential")?;
+    let credential = TargetCredential::parse(&credential)
+        .ok_or_else(|| corrupt(format!("unknown credential {credential:?}")))?;
     Ok(Target {
+        credential,
         host: row.try_get("host")?,
         port,
         default_login: row.try_get("default_login")?,
@@ -51,8 +56,8 @@ impl Store {
             }
         };
         sqlx::query(
-            "INSERT INTO targets (name, host, port, default_login, labels, host_key_mode, host_key, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO targets (name, host, port, default_login, labels, host_key_mode, host_key, credential, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&target.name)
         .bind(&target.host)
@@ -61,6 +66,7 @@ impl Store {
         .bind(serde_json::Value::from(labels).to_string())
         .bind(mode)
         .bind(key)
+        .bind(target.credential.as_str())
         .bind(now_unix())
         .execute(&self.pool)
         .await
@@ -133,6 +139,7 @@ mod tests {
             default_login: Some("root".into()),
             labels: vec![Label::parse("env=staging").unwrap()],
             host_key,
+            credential: TargetCredential::StaticKey,
         }
     }
 

@@ -5,13 +5,15 @@ use std::io::BufRead;
 use anyhow::{Context, Result, bail};
 use russh::keys::PublicKey;
 use serde::Serialize;
-use vestibule_core::{HostKeyPolicy, Label, Role, Selector, Target, validate_login, validate_name};
+use vestibule_core::{
+    HostKeyPolicy, Label, Role, Selector, Target, TargetCredential, validate_login, validate_name,
+};
 use vestibule_store::Store;
 
 use crate::cli::{ListArgs, RoleCommand, TargetCommand, UserCommand};
 use crate::datadir::DataDir;
 
-async fn store(dir: &DataDir) -> Result<Store> {
+pub async fn store(dir: &DataDir) -> Result<Store> {
     let config = dir.load_config()?;
     dir.open_store(&config).await
 }
@@ -120,6 +122,7 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
             labels,
             host_key,
             trust_on_first_use,
+            static_key,
         } => {
             validate_name("target", &name)?;
             if host.is_empty() || host.contains(char::is_whitespace) {
@@ -154,6 +157,11 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
                 default_login: login,
                 labels,
                 host_key,
+                credential: if static_key {
+                    TargetCredential::StaticKey
+                } else {
+                    TargetCredential::Certificate
+                },
             };
             store(dir).await?.add_target(&target).await?;
             println!("Added target {name}");
@@ -173,6 +181,7 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
                     t.default_login.clone().unwrap_or_else(|| "-".into()),
                     labels.join(","),
                     key.into(),
+                    t.credential.as_str().into(),
                 ]
             })?;
         }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,53 @@ pub enum Command {
     /// Manage roles and who holds them.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// The SSH certificate authorities: export and rotate.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Print an ssh_config snippet for reaching targets through this gateway.
+    SshConfig(SshConfigArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CaKindArg {
+    User,
+    Host,
+}
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Print a CA's trusted public keys (both during a rotation).
+    Export {
+        kind: CaKindArg,
+        /// Print `@cert-authority *` known_hosts lines (host CA only).
+        #[arg(long)]
+        known_hosts: bool,
+    },
+    /// Start a rotation (add a new key that signs from now on, trusted beside the
+    /// old), or finish it (stop trusting the old key).
+    Rotate {
+        /// Which CA; with --finish and no KIND, every rotation in progress.
+        #[arg(required_unless_present = "finish")]
+        kind: Option<CaKindArg>,
+        #[arg(long)]
+        finish: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct SshConfigArgs {
+    /// The person the snippet is for (their gateway user name).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The gateway's host name as clients reach it.
+    #[arg(long, default_value = "bastion")]
+    pub host: String,
+    /// The gateway's SSH port (default: ssh.listen's port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The known_hosts file holding `vestibule ca export host --known-hosts`.
+    #[arg(long, default_value = "~/.ssh/vestibule_known_hosts")]
+    pub known_hosts: String,
 }
 
 #[derive(Args)]
@@ -96,6 +143,10 @@ pub enum TargetCommand {
         /// Record the key the target presents at first contact and pin it.
         #[arg(long)]
         trust_on_first_use: bool,
+        /// Log in with the gateway's static key (`vestibule gateway-key` in the
+        /// target's authorized_keys) instead of a per-session certificate.
+        #[arg(long)]
+        static_key: bool,
     },
     List(ListArgs),
     Remove {

@@ -22,6 +22,18 @@ host_key = "keys/ssh_host_ed25519_key"
 client_key = "keys/gateway_ed25519_key"
 # Seconds to wait for a target to accept the connection and finish the SSH handshake.
 target_connect_timeout_secs = 10
+# Extra names and addresses the gateway's host certificate is valid for, besides
+# this machine's hostname, localhost, 127.0.0.1 and ::1 (e.g. "bastion.example.com").
+host_names = []
+
+[ca]
+# Lifetime, in seconds, of the certificate the gateway makes for each session to
+# log in to a target. It only has to cover the handshake.
+target_cert_ttl_secs = 120
+# The gateway's egress addresses (CIDRs). When set, session certificates carry
+# them as the source-address critical option, so a stolen certificate is useless
+# from anywhere else.
+source_addresses = []
 
 [http]
 # Reserved for the HTTP API (certificate login, metrics) of later releases; not served yet.
@@ -49,7 +61,31 @@ pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     #[serde(default)]
+    pub ca: CaConfig,
+    #[serde(default)]
     pub log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    #[serde(default = "default_target_cert_ttl")]
+    pub target_cert_ttl_secs: u64,
+    #[serde(default)]
+    pub source_addresses: Vec<String>,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        Self {
+            target_cert_ttl_secs: default_target_cert_ttl(),
+            source_addresses: Vec::new(),
+        }
+    }
+}
+
+fn default_target_cert_ttl() -> u64 {
+    120
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +96,8 @@ pub struct SshConfig {
     pub client_key: String,
     #[serde(default = "default_connect_timeout")]
     pub target_connect_timeout_secs: u64,
+    #[serde(default)]
+    pub host_names: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,11 +150,39 @@ impl Config {
         if !(1..=300).contains(&config.ssh.target_connect_timeout_secs) {
             anyhow::bail!("ssh.target_connect_timeout_secs must be between 1 and 300");
         }
+        if !(30..=3600).contains(&config.ca.target_cert_ttl_secs) {
+            anyhow::bail!("ca.target_cert_ttl_secs must be between 30 and 3600");
+        }
+        for cidr in &config.ca.source_addresses {
+            let (address, prefix) = cidr.split_once('/').unwrap_or((cidr, "0"));
+            if address.parse::<std::net::IpAddr>().is_err() || prefix.parse::<u8>().is_err() {
+                anyhow::bail!("ca.source_addresses: {cidr:?} is not an address or CIDR block");
+            }
+        }
         Ok(config)
     }
 
     pub fn target_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.ssh.target_connect_timeout_secs)
+    }
+
+    /// What the gateway's certificates say.
+    pub fn certificate_settings(&self) -> vestibule_gateway::CertificateSettings {
+        let mut host_names = Vec::new();
+        if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            host_names.push(hostname.trim().to_owned());
+        }
+        host_names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+        host_names.extend(self.ssh.host_names.iter().cloned());
+        host_names.retain(|n| !n.is_empty());
+        host_names.dedup();
+        let source_address =
+            (!self.ca.source_addresses.is_empty()).then(|| self.ca.source_addresses.join(","));
+        vestibule_gateway::CertificateSettings {
+            target_cert_ttl: Duration::from_secs(self.ca.target_cert_ttl_secs),
+            source_address,
+            host_names,
+        }
     }
 }
 
@@ -130,6 +196,21 @@ mod tests {
         assert_eq!(config.ssh.listen.port(), 2222);
         assert_eq!(config.http.listen.port(), 8443);
         assert_eq!(config.target_connect_timeout(), Duration::from_secs(10));
+        let certs = config.certificate_settings();
+        assert_eq!(certs.target_cert_ttl, Duration::from_secs(120));
+        assert!(certs.host_names.contains(&"127.0.0.1".to_owned()));
+        assert!(certs.source_address.is_none());
+        let fenced = TEMPLATE.replace(
+            "source_addresses = []",
+            "source_addresses = [\"10.0.0.0/8\", \"192.0.2.1\"]",
+        );
+        let fenced = Config::parse(&fenced).unwrap().certificate_settings();
+        assert_eq!(
+            fenced.source_address.as_deref(),
+            Some("10.0.0.0/8,192.0.2.1")
+        );
+        let bad = TEMPLATE.replace("source_addresses = []", "source_addresses = [\"nowhere\"]");
+        assert!(Config::parse(&bad).is_err());
     }
 
     #[test]

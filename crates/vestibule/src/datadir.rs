@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::LineEnding;
+use vestibule_ca::{CaDirectory, CaKind};
 use vestibule_store::Store;
 
 use crate::config::{Config, TEMPLATE};
@@ -68,6 +69,23 @@ impl DataDir {
             .with_context(|| format!("cannot open the database {}", path.display()))
     }
 
+    /// The CA keys' root, `DIR/ca`.
+    pub fn ca_root(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+
+    /// Make the CA directories that are missing (data dirs made before the CA
+    /// existed get theirs at the next start).
+    pub fn ensure_cas(&self) -> Result<()> {
+        for kind in [CaKind::User, CaKind::Host] {
+            if !self.ca_root().join(kind.to_string()).exists() {
+                create_private_dir(&self.ca_root())?;
+                CaDirectory::new(&self.ca_root(), kind).create()?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn load_key(&self, relative: &str) -> Result<PrivateKey> {
         let path = self.resolve(relative);
         let mode = fs::metadata(&path)
@@ -113,6 +131,7 @@ impl DataDir {
         ] {
             write_new_key(&self.resolve(relative), comment)?;
         }
+        self.ensure_cas()?;
         let db = self.resolve(&config.database.sqlite);
         Store::open_sqlite(&db, true)
             .await

@@ -7,6 +7,7 @@
 //! authorization rules (vestibule-authz).
 
 mod admin;
+mod ca;
 mod cli;
 mod config;
 mod datadir;
@@ -57,5 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(command) => admin::user(&dir, command).await,
         Command::Target(command) => admin::target(&dir, command).await,
         Command::Role(command) => admin::role(&dir, command).await,
+        Command::Ca(command) => ca::run(&dir, command),
+        Command::SshConfig(args) => ca::ssh_config(&dir, args).await,
     }
 }

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use vestibule_authz::Authorizer;
+use vestibule_ca::{CaKind, LiveKeyring};
 use vestibule_gateway::{EventSink, Gateway, GatewaySettings, events};
 
 use crate::cli::ServeArgs;
@@ -21,6 +22,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         );
     }
     let config = dir.load_config()?;
+    dir.ensure_cas()?;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.filter))
         .context("invalid log.filter")?;
@@ -36,6 +38,9 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         host_key: dir.load_key(&config.ssh.host_key)?,
         client_key: dir.load_key(&config.ssh.client_key)?,
         target_connect_timeout: config.target_connect_timeout(),
+        user_ca: LiveKeyring::open(&dir.ca_root(), CaKind::User)?,
+        host_ca: LiveKeyring::open(&dir.ca_root(), CaKind::Host)?,
+        certificates: config.certificate_settings(),
         store,
         authorizer: Authorizer::roles(),
         events,

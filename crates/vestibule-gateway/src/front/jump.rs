@@ -7,9 +7,11 @@
 use russh::server::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelOpenFailure};
 
+use std::sync::Arc;
+
 use super::Connection;
 use super::session::SessionContext;
-use crate::route;
+use crate::{algorithms, certs, route};
 
 pub(crate) async fn run(
     ctx: SessionContext,
@@ -20,19 +22,31 @@ pub(crate) async fn run(
 ) {
     // An unknown name still gets an inner server, so the person reads why on
     // their terminal instead of a bare "open failed".
-    let target = match route::find_jump_target(&ctx.shared, &host, port).await {
-        Ok(found) => found.map(|t| t.name).unwrap_or(host),
+    let (target, address) = match route::find_jump_target(&ctx.shared, &host, port).await {
+        Ok(Some(found)) => (found.name, Some(found.host)),
+        Ok(None) => (host, None),
         Err(error) => {
             tracing::error!(%error, "cannot look up ProxyJump target");
             reply.reject(ChannelOpenFailure::ConnectFailed).await;
             return;
         }
     };
+    let certificates = match certs::jump_host(&ctx.shared, &target, address.as_deref()).await {
+        Ok(certificate) => vec![certificate],
+        Err(error) => {
+            // The hop still works with the plain host key; clients that insist
+            // on the host CA will refuse it, which is the safe side.
+            tracing::error!(%error, %target, "cannot issue the inner host certificate");
+            Vec::new()
+        }
+    };
+    let config = Arc::new(algorithms::jump_config(
+        ctx.shared.settings.host_key.clone(),
+        certificates,
+    ));
     reply.accept().await;
     let inner = Connection::jump(ctx.shared.clone(), ctx.peer, ctx.person.clone(), target);
-    match russh::server::run_stream(ctx.shared.jump_config.clone(), channel.into_stream(), inner)
-        .await
-    {
+    match russh::server::run_stream(config, channel.into_stream(), inner).await {
         Ok(session) => {
             if let Err(error) = session.await {
                 tracing::debug!(%error, "ProxyJump inner connection ended with an error");

@@ -11,6 +11,7 @@ use vestibule_authz::SessionGrant;
 
 use crate::Shared;
 use crate::back::{BackError, TargetLink};
+use crate::route::new_session_id;
 
 /// A target name and a login on it.
 type LinkKey = (String, String);
@@ -33,7 +34,7 @@ impl LinkCache {
         if let Some(link) = links.get(&key).filter(|l| !l.is_closed()) {
             return Ok(link.clone());
         }
-        let link = Arc::new(TargetLink::connect(shared, grant).await?);
+        let link = Arc::new(TargetLink::connect(shared, grant, &new_session_id()).await?);
         links.insert(key, link.clone());
         Ok(link)
     }

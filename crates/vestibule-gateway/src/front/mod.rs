@@ -10,7 +10,7 @@ mod session;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use russh::keys::PublicKey;
+use russh::keys::{Certificate, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId};
 use vestibule_core::ConnectionRequest;
@@ -139,6 +139,35 @@ impl Connection {
         Auth::reject()
     }
 
+    /// russh proved possession of the certified key; the CA, type, window,
+    /// principal and options are checked here. The person must exist.
+    async fn check_certificate(
+        &self,
+        person: &str,
+        certificate: &Certificate,
+    ) -> Result<(), String> {
+        let keyring = self
+            .shared
+            .settings
+            .user_ca
+            .current()
+            .map_err(|e| e.to_string())?;
+        keyring
+            .verify_user(certificate, person, self.peer.map(|p| p.ip()))
+            .map_err(|rejection| {
+                format!(
+                    "{rejection} (key ID {:?}, serial {})",
+                    certificate.key_id(),
+                    certificate.serial()
+                )
+            })?;
+        match self.shared.settings.store.user_credentials(person).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err("unknown user".into()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
     async fn key_belongs(
         &self,
         user: &str,
@@ -160,6 +189,11 @@ impl russh::server::Handler for Connection {
         Ok(self.accept_jump(user).unwrap_or_else(Auth::reject))
     }
 
+    // Every well-formed offer with a modern algorithm is let through to the
+    // signature: russh offers a certificate's inner key here without saying it
+    // is a certificate, and answering differently for known and unknown keys
+    // would tell a prober which keys and users exist. The real checks are in
+    // `auth_publickey` and `auth_openssh_certificate`, after the signature.
     async fn auth_publickey_offered(
         &mut self,
         user: &str,
@@ -168,16 +202,11 @@ impl russh::server::Handler for Connection {
         if let Some(accept) = self.accept_jump(user) {
             return Ok(accept);
         }
-        if !is_modern_signature(offer.algorithm) {
-            return Ok(Auth::reject());
-        }
-        Ok(match self.key_belongs(user, offer.public_key).await {
-            Ok(Some(_)) => Auth::Accept,
-            Ok(None) => Auth::reject(),
-            Err(error) => {
-                tracing::error!(%error, "cannot check public key");
-                Auth::reject()
-            }
+        let well_formed = ConnectionRequest::parse(user).is_ok();
+        Ok(if well_formed && is_modern_signature(offer.algorithm) {
+            Auth::Accept
+        } else {
+            Auth::reject()
         })
     }
 
@@ -197,6 +226,28 @@ impl russh::server::Handler for Connection {
             Ok(None) => self.fail(user, "publickey", "unknown user or key".into()),
             Err(error) => self.fail(user, "publickey", error.to_string()),
         })
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        if let Some(accept) = self.accept_jump(user) {
+            return Ok(accept);
+        }
+        let Ok(request) = ConnectionRequest::parse(user) else {
+            return Ok(self.fail(user, "certificate", "malformed user name".into()));
+        };
+        Ok(
+            match self.check_certificate(&request.person, certificate).await {
+                Ok(()) => {
+                    tracing::debug!(person = %request.person, key_id = certificate.key_id(), serial = certificate.serial(), "certificate accepted");
+                    self.succeed(request, "certificate")
+                }
+                Err(reason) => self.fail(user, "certificate", reason),
+            },
+        )
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {

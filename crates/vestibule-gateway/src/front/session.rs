@@ -145,7 +145,8 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
     // Each session gets its own target connection: russh pauses a whole
     // connection when one channel's queue is full, so sharing one would let a
     // stalled session stall its neighbours.
-    let opened = match TargetLink::connect(&ctx.shared, &grant).await {
+    let session_id = new_session_id();
+    let opened = match TargetLink::connect(&ctx.shared, &grant, &session_id).await {
         Ok(link) => open_remote(&link, &setup, &command)
             .await
             .map(|remote| (link, remote)),
@@ -165,7 +166,6 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
             return fail_channel(&channel, &error.to_string(), with_pty).await;
         }
     };
-    let session_id = new_session_id();
     let events = &ctx.shared.settings.events;
     events.publish(SessionEvent::SessionStarted {
         session_id: session_id.clone(),

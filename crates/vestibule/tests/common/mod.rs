@@ -338,6 +338,8 @@ impl SshdTarget {
         keygen(&d.join("host_ed25519_key"), KeyType::Ed25519, "target-host");
         let admin = Client::with_key("harness-admin", KeyType::Ed25519);
         fs::write(d.join("authorized_keys"), admin.pubkey_line()).expect("authorized_keys");
+        // Trusts no CA until `trust_user_cas`; sshd -t wants the file to exist.
+        fs::write(d.join("user_ca.pub"), "").expect("user_ca.pub");
 
         let mut last_log = String::new();
         for _attempt in 0..5 {
@@ -401,10 +403,42 @@ impl SshdTarget {
         append_line(&self.authorized_keys(), key_line);
     }
 
+    /// Replace authorized_keys with exactly `key_lines` (none: an empty file).
+    pub fn set_authorized_keys(&self, key_lines: &[String]) {
+        write_lines_atomically(&self.authorized_keys(), key_lines);
+    }
+
+    /// The `TrustedUserCAKeys` file (empty at start).
+    pub fn user_ca_keys(&self) -> PathBuf {
+        self.dir().join("user_ca.pub")
+    }
+
+    /// Replace the `TrustedUserCAKeys` file with `ca_lines`. sshd reads it at
+    /// every authentication, so this applies without a restart.
+    pub fn trust_user_cas(&self, ca_lines: &[String]) {
+        write_lines_atomically(&self.user_ca_keys(), ca_lines);
+    }
+
+    /// What sshd has logged so far (LogLevel VERBOSE).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// Run `command` over a direct ssh connection (no gateway) as `login`.
     pub fn direct(&self, login: &str, command: &str) -> Run {
         self.admin.exec(self.port, login, command)
     }
+}
+
+/// Write `lines` to `path` through a rename, so that sshd never reads half a file.
+fn write_lines_atomically(path: &Path, lines: &[String]) {
+    let text: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
 }
 
 fn write_sshd_config(d: &Path, port: u16, extra: &[&str]) {
@@ -414,6 +448,7 @@ fn write_sshd_config(d: &Path, port: u16, extra: &[&str]) {
          HostKey {d}/host_ed25519_key\n\
          PidFile {d}/sshd.pid\n\
          AuthorizedKeysFile {d}/authorized_keys\n\
+         TrustedUserCAKeys {d}/user_ca.pub\n\
          StrictModes no\n\
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
@@ -517,6 +552,11 @@ impl Gateway {
         line
     }
 
+    /// `vestibule ca export KIND EXTRA...` on this gateway's data dir.
+    pub fn ca_export(&self, kind: &str, extra: &[&str]) -> Vec<String> {
+        ca_export(&self.data_dir(), kind, extra)
+    }
+
     /// Parse the `--json` output of `vestibule KIND list --json`.
     pub fn list_json(&self, kind: &str) -> serde_json::Value {
         let out = self.cli_ok(&[kind, "list", "--json"]);
@@ -584,6 +624,21 @@ pub fn admin_command(data_dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// `vestibule ca export KIND EXTRA...` (KIND `user` or `host`), which must
+/// succeed, as its non-empty lines.
+pub fn ca_export(data_dir: &Path, kind: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["ca", "export", kind];
+    args.extend_from_slice(extra);
+    let out = run(&mut admin_command(data_dir, &args), COMMAND_TIMEOUT);
+    assert!(out.success(), "vestibule {args:?} failed:\n{out}");
+    out.stdout_str()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Read the gateway's stdout line by line into `log`; send the port of the first
 /// `SSH listening on HOST:PORT` line. Keeps draining so the gateway never blocks.
 fn watch_for_listen_line(stdout: impl Read + Send + 'static, mut log: File) -> mpsc::Receiver<u16> {
@@ -618,8 +673,10 @@ pub fn parse_listen_port(line: &str) -> Option<u16> {
 // The usual world: one target, one gateway, alice with role `ops`
 // ---------------------------------------------------------------------------
 
-/// One sshd target registered as `web1` (login root, pinned host key), one
-/// gateway trusted by it, and `alice` (ed25519 key) holding role `ops`
+/// One sshd target registered as `web1` (login root, pinned host key, reached
+/// by certificate), one gateway trusted by it (its user CA in the target's
+/// `TrustedUserCAKeys`, its static key in authorized_keys), and `alice`
+/// (ed25519 key) holding role `ops`
 /// (`--targets '*' --logins root,vtdeploy --allow-port-forwarding`).
 pub struct World {
     // Field order is drop order: stop the gateway before its target.
@@ -628,25 +685,88 @@ pub struct World {
     pub alice: Client,
 }
 
+/// How [`World::with`] sets things up; [`Setup::default`] is [`World::new`].
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    /// Extra sshd_config lines for the target.
+    pub sshd_config: &'a [&'a str],
+    /// Put `vestibule ca export user` into the target's `TrustedUserCAKeys`.
+    pub trust_user_ca: bool,
+    /// Append `vestibule gateway-key` to the target's authorized_keys.
+    pub authorize_gateway_key: bool,
+    /// Register `web1` with `--static-key` instead of the certificate default.
+    pub web1_static_key: bool,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Self {
+            sshd_config: &[],
+            trust_user_ca: true,
+            authorize_gateway_key: true,
+            web1_static_key: false,
+        }
+    }
+}
+
 impl World {
     pub fn new() -> Self {
-        Self::with_sshd_config(&[])
+        Self::with(Setup::default())
     }
 
     pub fn with_sshd_config(extra: &[&str]) -> Self {
-        let target = SshdTarget::start_with(extra);
+        Self::with(Setup {
+            sshd_config: extra,
+            ..Setup::default()
+        })
+    }
+
+    /// The target trusts the gateway both ways by default: its user CA (for
+    /// certificate targets, the default) and its static key (for targets
+    /// registered with `--static-key`).
+    pub fn with(setup: Setup) -> Self {
+        let target = SshdTarget::start_with(setup.sshd_config);
         let gw = Gateway::start();
-        target.authorize(&gw.gateway_key());
+        if setup.authorize_gateway_key {
+            target.authorize(&gw.gateway_key());
+        }
         let world = Self {
             gw,
             target,
             alice: Client::with_key("alice", KeyType::Ed25519),
         };
-        world.add_target("web1", &["--login", "root"]);
+        if setup.trust_user_ca {
+            world.trust_gateway_user_ca();
+        }
+        if setup.web1_static_key {
+            world.add_static_key_target("web1", &["--login", "root"]);
+        } else {
+            world.add_target("web1", &["--login", "root"]);
+        }
         world.add_user(&world.alice);
         world.add_role("ops", "*", "root,vtdeploy", true);
         world.grant("ops", "alice");
         world
+    }
+
+    /// Make the target trust exactly the gateway's current user-CA keys
+    /// (`vestibule ca export user`), e.g. again after a rotation.
+    pub fn trust_gateway_user_ca(&self) -> Vec<String> {
+        let lines = self.gw.ca_export("user", &[]);
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.starts_with("ssh-ed25519 AAAA")),
+            "`ca export user` should print ssh-ed25519 lines, got {lines:?}"
+        );
+        self.target.trust_user_cas(&lines);
+        lines
+    }
+
+    /// Register target `name` like [`World::add_target`], with `--static-key`:
+    /// the gateway logs in with `vestibule gateway-key`, not a certificate.
+    pub fn add_static_key_target(&self, name: &str, extra: &[&str]) {
+        let mut args = extra.to_vec();
+        args.push("--static-key");
+        self.add_target(name, &args);
     }
 
     /// Register target `name` pointing at this world's sshd with its real host

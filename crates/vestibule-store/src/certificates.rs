@@ -1,0 +1,97 @@
+//! The record of issued certificates.
+
+use crate::{Store, StoreError, now_unix};
+
+/// One issued certificate, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CertificateRecord {
+    pub serial: u64,
+    /// `user` or `host`.
+    pub kind: String,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    pub ca_fingerprint: String,
+}
+
+impl Store {
+    pub async fn record_certificate(&self, cert: &CertificateRecord) -> Result<(), StoreError> {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO certificates (serial, kind, key_id, principals, valid_after, valid_before, ca_fingerprint, issued_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(cert.serial.to_string())
+        .bind(&cert.kind)
+        .bind(&cert.key_id)
+        .bind(serde_json::Value::from(cert.principals.clone()).to_string())
+        .bind(as_i64(cert.valid_after))
+        .bind(as_i64(cert.valid_before))
+        .bind(&cert.ca_fingerprint)
+        .bind(now_unix())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::on_insert("certificate serial", &cert.serial.to_string(), e))?;
+        Ok(())
+    }
+
+    /// The most recently issued certificates, newest first.
+    pub async fn recent_certificates(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let rows: Vec<(String, String, String, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT serial, kind, key_id, principals, valid_after, valid_before, ca_fingerprint
+             FROM certificates ORDER BY issued_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(serial, kind, key_id, principals, after, before, ca)| {
+                let corrupt = |reason: String| StoreError::Corrupt {
+                    kind: "certificate",
+                    name: serial.clone(),
+                    reason,
+                };
+                Ok(CertificateRecord {
+                    serial: serial.parse().map_err(|_| corrupt("bad serial".into()))?,
+                    principals: serde_json::from_str(&principals)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                    kind,
+                    key_id,
+                    valid_after: u64::try_from(after).unwrap_or(0),
+                    valid_before: u64::try_from(before).unwrap_or(0),
+                    ca_fingerprint: ca,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_store;
+
+    #[tokio::test]
+    async fn certificates_are_recorded_once() {
+        let (store, _dir) = test_store().await;
+        let cert = CertificateRecord {
+            serial: u64::MAX - 1,
+            kind: "user".into(),
+            key_id: "vestibule:alice:session:1".into(),
+            principals: vec!["root".into()],
+            valid_after: 100,
+            valid_before: 250,
+            ca_fingerprint: "SHA256:x".into(),
+        };
+        store.record_certificate(&cert).await.unwrap();
+        assert!(matches!(
+            store.record_certificate(&cert).await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        assert_eq!(store.recent_certificates(10).await.unwrap(), vec![cert]);
+    }
+}
