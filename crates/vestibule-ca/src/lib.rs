@@ -16,7 +16,7 @@ mod verify;
 
 pub use issue::{HostCertRequest, IssuedCertificate, UserCertRequest};
 pub use keyring::{CaDirectory, CaKind, Keyring, LiveKeyring};
-pub use verify::CertRejection;
+pub use verify::{CertRejection, verify_host_certificate};
 
 use russh::keys::ssh_key;
 

@@ -13,6 +13,8 @@ use crate::{Keyring, cidr, now_unix};
 pub enum CertRejection {
     #[error("not a user certificate")]
     NotAUserCertificate,
+    #[error("not a host certificate")]
+    NotAHostCertificate,
     #[error("not signed by a trusted {0} CA")]
     UntrustedCa(crate::CaKind),
     #[error("certificate expired at {valid_before} (unix time)")]
@@ -27,6 +29,54 @@ pub enum CertRejection {
     UnsupportedOption(String),
 }
 
+/// Check a host certificate a target presents against the CA keys trusted for
+/// it: a host certificate, signed by one of `cas`, valid now, for one of `names`.
+pub fn verify_host_certificate(
+    certificate: &Certificate,
+    cas: &[russh::keys::ssh_key::PublicKey],
+    names: &[&str],
+) -> Result<(), CertRejection> {
+    if certificate.cert_type() != CertType::Host {
+        return Err(CertRejection::NotAHostCertificate);
+    }
+    let fingerprints: Vec<_> = cas
+        .iter()
+        .map(|ca| ca.fingerprint(russh::keys::HashAlg::Sha256))
+        .collect();
+    check_window(certificate, &fingerprints, crate::CaKind::Host)?;
+    let principals = certificate.valid_principals();
+    match names.iter().find(|name| principals.iter().any(|p| p == *name)) {
+        Some(_) => Ok(()),
+        None => Err(CertRejection::WrongPrincipal(names.join(" or "))),
+    }
+}
+
+/// Signature, CA and validity window, each failure told apart.
+fn check_window(
+    certificate: &Certificate,
+    fingerprints: &[russh::keys::ssh_key::Fingerprint],
+    kind: crate::CaKind,
+) -> Result<(), CertRejection> {
+    // validate_at checks the signature and the CA together; the window is
+    // checked separately to say which side of it failed.
+    let within = certificate.valid_after().saturating_add(1);
+    if certificate.validate_at(within, fingerprints).is_err() {
+        return Err(CertRejection::UntrustedCa(kind));
+    }
+    let now = now_unix();
+    if now < certificate.valid_after() {
+        return Err(CertRejection::NotYetValid {
+            valid_after: certificate.valid_after(),
+        });
+    }
+    if now >= certificate.valid_before() {
+        return Err(CertRejection::Expired {
+            valid_before: certificate.valid_before(),
+        });
+    }
+    Ok(())
+}
+
 impl Keyring {
     /// Check a user certificate presented by `principal`, from `peer`.
     pub fn verify_user(
@@ -38,24 +88,7 @@ impl Keyring {
         if certificate.cert_type() != CertType::User {
             return Err(CertRejection::NotAUserCertificate);
         }
-        // validate_at checks the signature and the CA together; the window is
-        // checked separately to say which side of it failed.
-        let fingerprints = self.trusted_fingerprints();
-        let within = certificate.valid_after().saturating_add(1);
-        if certificate.validate_at(within, &fingerprints).is_err() {
-            return Err(CertRejection::UntrustedCa(self.kind()));
-        }
-        let now = now_unix();
-        if now < certificate.valid_after() {
-            return Err(CertRejection::NotYetValid {
-                valid_after: certificate.valid_after(),
-            });
-        }
-        if now >= certificate.valid_before() {
-            return Err(CertRejection::Expired {
-                valid_before: certificate.valid_before(),
-            });
-        }
+        check_window(certificate, &self.trusted_fingerprints(), self.kind())?;
         if !certificate
             .valid_principals()
             .iter()

@@ -54,6 +54,9 @@ pub enum HostKeyPolicy {
     Pinned { key: String },
     /// The first key seen is recorded and pinned from then on.
     TrustOnFirstUse { recorded: Option<String> },
+    /// The target presents a host certificate signed by one of these CA keys
+    /// (OpenSSH public key lines), valid for its name or address.
+    CertifiedBy { ca_keys: Vec<String> },
 }
 
 impl HostKeyPolicy {
@@ -62,6 +65,7 @@ impl HostKeyPolicy {
         match self {
             Self::Pinned { key } => Some(key),
             Self::TrustOnFirstUse { recorded } => recorded.as_deref(),
+            Self::CertifiedBy { .. } => None,
         }
     }
 }

@@ -146,3 +146,11 @@ mod tests {
         assert_eq!(p.kex[0].as_ref(), "mlkem768x25519-sha256");
     }
 }
+
+/// The back end's connections to targets whose host key is certified by a host
+/// CA: certificate host-key algorithms are offered first.
+pub fn certified_client_config() -> russh::client::Config {
+    let mut config = client_config();
+    config.preferred.host_key_certificates = Cow::Borrowed(KEYS);
+    config
+}

@@ -45,6 +45,8 @@ pub enum BackError {
         #[source]
         source: vestibule_ca::CaError,
     },
+    #[error("host certificate of target {target} refused: {reason}; refusing to connect")]
+    HostCertificate { target: String, reason: String },
     #[error("target {target} refused to open {what}")]
     Refused { target: String, what: String },
     #[error("SSH error talking to target {target}: {source}")]
@@ -90,11 +92,16 @@ impl TargetLink {
         let verdict = Arc::new(Mutex::new(None));
         let check = TargetHostCheck {
             target: name.clone(),
+            host: target.host.clone(),
             policy: target.host_key.clone(),
             store: shared.settings.store.clone(),
             mismatch: verdict.clone(),
         };
-        let connecting = client::connect_stream(shared.client_config.clone(), stream, check);
+        let config = match target.host_key {
+            HostKeyPolicy::CertifiedBy { .. } => shared.certified_client_config.clone(),
+            _ => shared.client_config.clone(),
+        };
+        let connecting = client::connect_stream(config, stream, check);
         let mut handle = match tokio::time::timeout(timeout, connecting).await {
             Err(_) => {
                 return Err(unreachable(format!(
@@ -240,6 +247,8 @@ fn describe_io(error: &std::io::Error) -> String {
 /// Checks the target's host key during the handshake.
 pub(crate) struct TargetHostCheck {
     target: String,
+    /// The target's address, also acceptable as a host certificate principal.
+    host: String,
     policy: HostKeyPolicy,
     store: Store,
     mismatch: Arc<Mutex<Option<BackError>>>,
@@ -257,12 +266,16 @@ impl TargetHostCheck {
     }
 
     fn refuse(&self, expected: &str, presented: &PublicKey) -> bool {
-        let error = BackError::HostKeyMismatch {
+        self.reject(BackError::HostKeyMismatch {
             target: self.target.clone(),
             expected: fingerprint(expected),
             presented: presented.fingerprint(Default::default()).to_string(),
-        };
-        tracing::warn!(%error, "target host key mismatch");
+        })
+    }
+
+    /// Remember why the target's identity was refused, for the person's message.
+    fn reject(&self, error: BackError) -> bool {
+        tracing::warn!(%error, "target host key refused");
         if let Ok(mut slot) = self.mismatch.lock() {
             *slot = Some(error);
         }
@@ -277,30 +290,52 @@ impl client::Handler for TargetHostCheck {
         &mut self,
         presented: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key: presented, .. } = presented else {
-            // Host certificates are verified once host CAs exist; until then the
-            // certificate's key alone would say nothing about who signed it.
+        match (&self.policy, presented) {
+            (HostKeyPolicy::CertifiedBy { ca_keys }, PublicKeyOrCertificate::Certificate(cert)) => {
+                let cas: Vec<PublicKey> = ca_keys
+                    .iter()
+                    .filter_map(|line| PublicKey::from_openssh(line).ok())
+                    .collect();
+                let names = [self.target.as_str(), self.host.as_str()];
+                match vestibule_ca::verify_host_certificate(cert, &cas, &names) {
+                    Ok(()) => Ok(true),
+                    Err(rejection) => Ok(self.reject(BackError::HostCertificate {
+                        target: self.target.clone(),
+                        reason: rejection.to_string(),
+                    })),
+                }
+            }
+            (HostKeyPolicy::CertifiedBy { .. }, PublicKeyOrCertificate::PublicKey { .. }) => {
+                Ok(self.reject(BackError::HostCertificate {
+                    target: self.target.clone(),
+                    reason: "it presented a plain host key, not a certificate".into(),
+                }))
+            }
+            // A certificate is only trusted for targets that name their host CA.
+            (_, PublicKeyOrCertificate::Certificate(_)) => Ok(false),
+            (policy, PublicKeyOrCertificate::PublicKey { key, .. }) => match policy.expected_key() {
+                Some(expected) => {
+                    let expected = expected.to_owned();
+                    Ok(Self::same_key(&expected, key) || self.refuse(&expected, key))
+                }
+                None => self.trust_first_key(key).await,
+            },
+        }
+    }
+}
+
+impl TargetHostCheck {
+    async fn trust_first_key(&self, presented: &PublicKey) -> Result<bool, russh::Error> {
+        let Ok(line) = presented.to_openssh() else {
             return Ok(false);
         };
-        match self.policy.expected_key() {
-            Some(expected) => {
-                let expected = expected.to_owned();
-                Ok(Self::same_key(&expected, presented) || self.refuse(&expected, presented))
-            }
-            None => {
-                let Ok(line) = presented.to_openssh() else {
-                    return Ok(false);
-                };
-                match self.store.record_first_host_key(&self.target, &line).await {
-                    Ok(pinned) => {
-                        Ok(Self::same_key(&pinned, presented) || self.refuse(&pinned, presented))
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, target = %self.target, "cannot record first host key");
-                        Ok(false)
-                    }
-                }
+        match self.store.record_first_host_key(&self.target, &line).await {
+            Ok(pinned) => Ok(Self::same_key(&pinned, presented) || self.refuse(&pinned, presented)),
+            Err(error) => {
+                tracing::error!(%error, target = %self.target, "cannot record first host key");
+                Ok(false)
             }
         }
     }
+
 }

@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub settings: GatewaySettings,
     pub client_key: Arc<PrivateKey>,
     pub client_config: Arc<russh::client::Config>,
+    /// For targets verified by a host CA: also asks for host certificates.
+    pub certified_client_config: Arc<russh::client::Config>,
     front: RwLock<Option<FrontConfig>>,
 }
 
@@ -90,12 +92,14 @@ pub enum ServeError {
 impl Gateway {
     pub fn new(settings: GatewaySettings) -> Self {
         let client_config = Arc::new(algorithms::client_config());
+        let certified_client_config = Arc::new(algorithms::certified_client_config());
         let client_key = Arc::new(settings.client_key.clone());
         Self {
             shared: Arc::new(Shared {
                 settings,
                 client_key,
                 client_config,
+                certified_client_config,
                 front: RwLock::new(None),
             }),
         }

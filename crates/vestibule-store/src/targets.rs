@@ -30,6 +30,9 @@ fn target_from_row(row: &SqliteRow) -> Result<Target, StoreError> {
     let host_key = match (mode.as_str(), key) {
         ("pinned", Some(key)) => HostKeyPolicy::Pinned { key },
         ("trust_on_first_use", recorded) => HostKeyPolicy::TrustOnFirstUse { recorded },
+        ("host_ca", Some(keys)) => HostKeyPolicy::CertifiedBy {
+            ca_keys: keys.lines().map(str::to_owned).collect(),
+        },
         _ => return Err(corrupt(format!("host key mode {mode:?} without a key"))),
     };
     let credential: String = row.try_get("credential")?;
@@ -50,10 +53,9 @@ impl Store {
     pub async fn add_target(&self, target: &Target) -> Result<(), StoreError> {
         let labels: Vec<String> = target.labels.iter().map(Label::to_string).collect();
         let (mode, key) = match &target.host_key {
-            HostKeyPolicy::Pinned { key } => ("pinned", Some(key.as_str())),
-            HostKeyPolicy::TrustOnFirstUse { recorded } => {
-                ("trust_on_first_use", recorded.as_deref())
-            }
+            HostKeyPolicy::Pinned { key } => ("pinned", Some(key.clone())),
+            HostKeyPolicy::TrustOnFirstUse { recorded } => ("trust_on_first_use", recorded.clone()),
+            HostKeyPolicy::CertifiedBy { ca_keys } => ("host_ca", Some(ca_keys.join("\n"))),
         };
         sqlx::query(
             "INSERT INTO targets (name, host, port, default_login, labels, host_key_mode, host_key, credential, created_at)
@@ -158,6 +160,16 @@ mod tests {
         assert_eq!(store.list_targets().await.unwrap(), vec![t]);
         store.remove_target("web1").await.unwrap();
         assert_eq!(store.target("web1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn host_ca_targets_round_trip() {
+        let (store, _dir) = test_store().await;
+        let t = web1(HostKeyPolicy::CertifiedBy {
+            ca_keys: vec!["ssh-ed25519 AAAA ca1".into(), "ssh-ed25519 BBBB ca2".into()],
+        });
+        store.add_target(&t).await.unwrap();
+        assert_eq!(store.target("web1").await.unwrap(), Some(t));
     }
 
     #[tokio::test]

@@ -53,6 +53,25 @@ fn read_public_keys(path: &std::path::Path) -> Result<Vec<String>> {
     Ok(keys)
 }
 
+/// Host CA keys from a file of public key lines or `@cert-authority` lines.
+fn read_host_ca_keys(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut keys = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let key_part = match line.strip_prefix("@cert-authority") {
+            Some(rest) => rest.trim_start().split_once(char::is_whitespace).map_or("", |(_, key)| key),
+            None => line,
+        };
+        let key = PublicKey::from_openssh(key_part.trim())
+            .with_context(|| format!("{}: {line:?} is not a CA public key", path.display()))?;
+        keys.push(key.to_openssh().context("cannot encode CA key")?);
+    }
+    if keys.is_empty() {
+        bail!("{} holds no CA public key", path.display());
+    }
+    Ok(keys)
+}
+
 fn read_password_stdin() -> Result<zeroize::Zeroizing<String>> {
     let mut line = zeroize::Zeroizing::new(String::new());
     std::io::stdin()
@@ -122,6 +141,7 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
             labels,
             host_key,
             trust_on_first_use,
+            host_ca,
             static_key,
         } => {
             validate_name("target", &name)?;
@@ -139,6 +159,9 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
                 .map(|l| Label::parse(l))
                 .collect::<Result<Vec<_>, _>>()?;
             let host_key = match (host_key, trust_on_first_use) {
+                _ if host_ca.is_some() => HostKeyPolicy::CertifiedBy {
+                    ca_keys: host_ca.as_deref().map(read_host_ca_keys).transpose()?.unwrap_or_default(),
+                },
                 (Some(line), false) => {
                     let key = PublicKey::from_openssh(line.trim()).with_context(|| {
                         format!("--host-key {line:?} is not an OpenSSH public key")
@@ -148,7 +171,7 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
                     }
                 }
                 (None, true) => HostKeyPolicy::TrustOnFirstUse { recorded: None },
-                _ => bail!("give exactly one of --host-key and --trust-on-first-use"),
+                _ => bail!("give exactly one of --host-key, --trust-on-first-use and --host-ca"),
             };
             let target = Target {
                 name: name.clone(),
@@ -174,6 +197,7 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
                     HostKeyPolicy::Pinned { .. } => "pinned",
                     HostKeyPolicy::TrustOnFirstUse { recorded: Some(_) } => "recorded at first use",
                     HostKeyPolicy::TrustOnFirstUse { recorded: None } => "trust on first use",
+                    HostKeyPolicy::CertifiedBy { .. } => "host CA",
                 };
                 vec![
                     t.name.clone(),

@@ -483,6 +483,23 @@ fn certificate_target_accepts_the_gateway_with_empty_authorized_keys() {
 }
 
 #[test]
+fn certificate_target_that_does_not_trust_the_ca_is_refused_with_message() {
+    let w = World::with(Setup {
+        trust_user_ca: false,
+        authorize_gateway_key: false,
+        ..Setup::default()
+    });
+    w.exec("alice:web1", "whoami")
+        .assert_refused_with(&["vestibule:", "web1"])
+        .assert_stdout("");
+    // Trusting the CA is all it takes, without a restart of either side.
+    w.trust_gateway_user_ca();
+    w.exec("alice:web1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
+}
+
+#[test]
 fn static_key_target_needs_the_gateway_key_in_authorized_keys() {
     let w = World::with(Setup {
         trust_user_ca: false,
