@@ -1,7 +1,7 @@
 //! The SSH gateway: the front end people connect to with the stock OpenSSH client,
 //! and the back end that reaches targets on their behalf.
 //!
-//! A connection is one pipeline: authenticate the person ([`identity`]), resolve
+//! A connection is one pipeline: authenticate the person (`vestibule-identity`), resolve
 //! what they asked for into a target and login and have it authorized ([`route`],
 //! which yields a `vestibule_authz::SessionGrant`), connect to the target with
 //! that grant ([`back`], logging in with a per-session certificate from
@@ -22,7 +22,6 @@ pub mod back;
 pub mod certs;
 pub mod events;
 mod front;
-pub mod identity;
 pub mod pump;
 pub mod route;
 

@@ -99,7 +99,7 @@ pub async fn user(dir: &DataDir, command: UserCommand) -> Result<()> {
             }
             let hash = if password_stdin {
                 let password = read_password_stdin()?;
-                Some(vestibule_gateway::identity::hash_password(&password)?)
+                Some(vestibule_identity::hash_password(&password)?)
             } else {
                 None
             };

@@ -163,7 +163,7 @@ fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 fn write_new_key(path: &Path, comment: &str) -> Result<()> {
-    let mut key = vestibule_gateway::identity::generate_ed25519()?;
+    let mut key = vestibule_identity::generate_ed25519()?;
     key.set_comment(comment);
     let pem = key
         .to_openssh(LineEnding::LF)

@@ -18,7 +18,7 @@ use vestibule_core::ConnectionRequest;
 use crate::Shared;
 use crate::algorithms::is_modern_signature;
 use crate::events::SessionEvent;
-use crate::identity::{self, IdentityError};
+use vestibule_identity::{self as identity, IdentityError};
 use links::LinkCache;
 use session::{Destination, SessionContext};
 

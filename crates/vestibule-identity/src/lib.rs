@@ -1,4 +1,9 @@
-//! Authentication of people: public keys and argon2id passwords.
+//! Authentication of people: public keys and argon2id passwords, shared by the
+//! SSH front end and the HTTP API.
+//!
+//! Owns: password hashing and checking, matching offered keys against a person's
+//! registered keys, and generating the gateway's own keys.
+//! Must not touch: sessions, the network, authorization.
 //!
 //! An unknown user and a wrong credential are indistinguishable to the client:
 //! both are rejected the same way, and a password check for an unknown user
