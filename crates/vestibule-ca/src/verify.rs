@@ -45,7 +45,10 @@ pub fn verify_host_certificate(
         .collect();
     check_window(certificate, &fingerprints, crate::CaKind::Host)?;
     let principals = certificate.valid_principals();
-    match names.iter().find(|name| principals.iter().any(|p| p == *name)) {
+    match names
+        .iter()
+        .find(|name| principals.iter().any(|p| p == *name))
+    {
         Some(_) => Ok(()),
         None => Err(CertRejection::WrongPrincipal(names.join(" or "))),
     }

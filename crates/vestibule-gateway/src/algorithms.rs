@@ -128,6 +128,14 @@ pub fn client_config() -> russh::client::Config {
     }
 }
 
+/// The back end's connections to targets whose host key is certified by a host
+/// CA: certificate host-key algorithms are offered first.
+pub fn certified_client_config() -> russh::client::Config {
+    let mut config = client_config();
+    config.preferred.host_key_certificates = Cow::Borrowed(KEYS);
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,12 +153,4 @@ mod tests {
         assert!(p.key.iter().all(is_modern_signature));
         assert_eq!(p.kex[0].as_ref(), "mlkem768x25519-sha256");
     }
-}
-
-/// The back end's connections to targets whose host key is certified by a host
-/// CA: certificate host-key algorithms are offered first.
-pub fn certified_client_config() -> russh::client::Config {
-    let mut config = client_config();
-    config.preferred.host_key_certificates = Cow::Borrowed(KEYS);
-    config
 }

@@ -313,13 +313,15 @@ impl client::Handler for TargetHostCheck {
             }
             // A certificate is only trusted for targets that name their host CA.
             (_, PublicKeyOrCertificate::Certificate(_)) => Ok(false),
-            (policy, PublicKeyOrCertificate::PublicKey { key, .. }) => match policy.expected_key() {
-                Some(expected) => {
-                    let expected = expected.to_owned();
-                    Ok(Self::same_key(&expected, key) || self.refuse(&expected, key))
+            (policy, PublicKeyOrCertificate::PublicKey { key, .. }) => {
+                match policy.expected_key() {
+                    Some(expected) => {
+                        let expected = expected.to_owned();
+                        Ok(Self::same_key(&expected, key) || self.refuse(&expected, key))
+                    }
+                    None => self.trust_first_key(key).await,
                 }
-                None => self.trust_first_key(key).await,
-            },
+            }
         }
     }
 }
@@ -337,5 +339,4 @@ impl TargetHostCheck {
             }
         }
     }
-
 }

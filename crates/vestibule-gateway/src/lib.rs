@@ -46,7 +46,7 @@ pub struct GatewaySettings {
     /// How long to wait for a target to accept a TCP connection and finish the
     /// SSH handshake.
     pub target_connect_timeout: Duration,
-    pub user_ca: LiveKeyring,
+    pub user_ca: Arc<LiveKeyring>,
     pub host_ca: LiveKeyring,
     pub certificates: CertificateSettings,
     pub store: Store,

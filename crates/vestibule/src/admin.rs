@@ -55,11 +55,19 @@ fn read_public_keys(path: &std::path::Path) -> Result<Vec<String>> {
 
 /// Host CA keys from a file of public key lines or `@cert-authority` lines.
 fn read_host_ca_keys(path: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut keys = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let key_part = match line.strip_prefix("@cert-authority") {
-            Some(rest) => rest.trim_start().split_once(char::is_whitespace).map_or("", |(_, key)| key),
+            Some(rest) => rest
+                .trim_start()
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, key)| key),
             None => line,
         };
         let key = PublicKey::from_openssh(key_part.trim())
@@ -160,7 +168,11 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             let host_key = match (host_key, trust_on_first_use) {
                 _ if host_ca.is_some() => HostKeyPolicy::CertifiedBy {
-                    ca_keys: host_ca.as_deref().map(read_host_ca_keys).transpose()?.unwrap_or_default(),
+                    ca_keys: host_ca
+                        .as_deref()
+                        .map(read_host_ca_keys)
+                        .transpose()?
+                        .unwrap_or_default(),
                 },
                 (Some(line), false) => {
                     let key = PublicKey::from_openssh(line.trim()).with_context(|| {

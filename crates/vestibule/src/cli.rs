@@ -42,6 +42,8 @@ pub enum Command {
     Ca(CaCommand),
     /// Print an ssh_config snippet for reaching targets through this gateway.
     SshConfig(SshConfigArgs),
+    /// Get a short-lived SSH certificate from a gateway (runs on your machine).
+    Login(LoginArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,6 +93,33 @@ pub struct ServeArgs {
     /// Address for the SSH listener (overrides ssh.listen). Port 0 picks a free port.
     #[arg(long)]
     pub ssh_listen: Option<SocketAddr>,
+    /// Address for the HTTPS API (overrides http.listen). Port 0 picks a free port.
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// The gateway's HTTPS API, HOST:PORT.
+    #[arg(long)]
+    pub proxy: String,
+    /// Your gateway user name.
+    #[arg(long)]
+    pub user: String,
+    /// Prove who you are with this private key, registered on the gateway
+    /// (default: the password, read from standard input).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Certificate lifetime, e.g. 8h, 30m (default: the gateway's).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// The gateway's TLS certificate fingerprint (SHA256:...) as `serve` prints it.
+    /// Remembered in ~/.vestibule/known_proxies after the first login.
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    /// Where to write the key and certificate (default ~/.vestibule/keys).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -34,10 +34,18 @@ target_cert_ttl_secs = 120
 # them as the source-address critical option, so a stolen certificate is useless
 # from anywhere else.
 source_addresses = []
+# Lifetime, in seconds, of the certificate `vestibule login` gives a person when
+# they ask for none, and the longest they may ask for.
+default_login_ttl_secs = 28800
+max_login_ttl_secs = 86400
 
 [http]
-# Reserved for the HTTP API (certificate login, metrics) of later releases; not served yet.
+# Address of the HTTPS API (`vestibule login`); `vestibule serve --http-listen` overrides it.
 listen = "0.0.0.0:8443"
+# TLS certificate and key. `init` makes a self-signed pair; its fingerprint is
+# printed at start for clients to pin. Replace them with a certificate from your CA.
+tls_cert = "tls/cert.pem"
+tls_key = "tls/key.pem"
 
 [database]
 # The embedded SQLite database file.
@@ -73,6 +81,10 @@ pub struct CaConfig {
     pub target_cert_ttl_secs: u64,
     #[serde(default)]
     pub source_addresses: Vec<String>,
+    #[serde(default = "default_login_ttl")]
+    pub default_login_ttl_secs: u64,
+    #[serde(default = "max_login_ttl")]
+    pub max_login_ttl_secs: u64,
 }
 
 impl Default for CaConfig {
@@ -80,8 +92,18 @@ impl Default for CaConfig {
         Self {
             target_cert_ttl_secs: default_target_cert_ttl(),
             source_addresses: Vec::new(),
+            default_login_ttl_secs: default_login_ttl(),
+            max_login_ttl_secs: max_login_ttl(),
         }
     }
+}
+
+fn default_login_ttl() -> u64 {
+    8 * 3600
+}
+
+fn max_login_ttl() -> u64 {
+    24 * 3600
 }
 
 fn default_target_cert_ttl() -> u64 {
@@ -104,14 +126,28 @@ pub struct SshConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    #[serde(default = "default_tls_cert")]
+    pub tls_cert: String,
+    #[serde(default = "default_tls_key")]
+    pub tls_key: String,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            tls_cert: default_tls_cert(),
+            tls_key: default_tls_key(),
         }
     }
+}
+
+fn default_tls_cert() -> String {
+    "tls/cert.pem".into()
+}
+
+fn default_tls_key() -> String {
+    "tls/key.pem".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +185,11 @@ impl Config {
         let config: Self = toml::from_str(text)?;
         if !(1..=300).contains(&config.ssh.target_connect_timeout_secs) {
             anyhow::bail!("ssh.target_connect_timeout_secs must be between 1 and 300");
+        }
+        if config.ca.max_login_ttl_secs == 0
+            || !(1..=config.ca.max_login_ttl_secs).contains(&config.ca.default_login_ttl_secs)
+        {
+            anyhow::bail!("ca.default_login_ttl_secs must be between 1 and ca.max_login_ttl_secs");
         }
         if !(30..=3600).contains(&config.ca.target_cert_ttl_secs) {
             anyhow::bail!("ca.target_cert_ttl_secs must be between 30 and 3600");

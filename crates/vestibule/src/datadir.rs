@@ -86,6 +86,29 @@ impl DataDir {
         Ok(())
     }
 
+    /// Make a self-signed TLS certificate for the HTTPS API if there is none.
+    pub fn ensure_tls(&self, config: &Config) -> Result<()> {
+        let cert = self.resolve(&config.http.tls_cert);
+        let key = self.resolve(&config.http.tls_key);
+        if cert.exists() || key.exists() {
+            return Ok(());
+        }
+        for parent in [cert.parent(), key.parent()].into_iter().flatten() {
+            create_private_dir(parent)?;
+        }
+        let names = config.certificate_settings().host_names;
+        let (cert_pem, key_pem) = crate::tls::self_signed(names)?;
+        write_new_file(&key, key_pem.as_bytes(), 0o600)?;
+        write_new_file(&cert, cert_pem.as_bytes(), 0o644)
+    }
+
+    pub fn tls_paths(&self, config: &Config) -> (PathBuf, PathBuf) {
+        (
+            self.resolve(&config.http.tls_cert),
+            self.resolve(&config.http.tls_key),
+        )
+    }
+
     pub fn load_key(&self, relative: &str) -> Result<PrivateKey> {
         let path = self.resolve(relative);
         let mode = fs::metadata(&path)
@@ -132,6 +155,7 @@ impl DataDir {
             write_new_key(&self.resolve(relative), comment)?;
         }
         self.ensure_cas()?;
+        self.ensure_tls(&config)?;
         let db = self.resolve(&config.database.sqlite);
         Store::open_sqlite(&db, true)
             .await

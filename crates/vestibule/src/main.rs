@@ -11,7 +11,9 @@ mod ca;
 mod cli;
 mod config;
 mod datadir;
+mod login;
 mod serve;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,8 @@ use datadir::DataDir;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Both ring and aws-lc-rs are in the dependency graph; rustls needs to be told.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,5 +64,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Role(command) => admin::role(&dir, command).await,
         Command::Ca(command) => ca::run(&dir, command),
         Command::SshConfig(args) => ca::ssh_config(&dir, args).await,
+        Command::Login(args) => login::run(args).await,
     }
 }

@@ -1,5 +1,8 @@
 //! `vestibule serve`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -23,6 +26,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
     }
     let config = dir.load_config()?;
     dir.ensure_cas()?;
+    dir.ensure_tls(&config)?;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.filter))
         .context("invalid log.filter")?;
@@ -34,11 +38,13 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
     let store = dir.open_store(&config).await?;
     let (events, receiver) = EventSink::bounded(EVENT_BUFFER);
     tokio::spawn(events::log_events(receiver));
+    let user_ca = Arc::new(LiveKeyring::open(&dir.ca_root(), CaKind::User)?);
+    let api = api_server(&dir, &config, &args, store.clone(), user_ca.clone())?;
     let settings = GatewaySettings {
         host_key: dir.load_key(&config.ssh.host_key)?,
         client_key: dir.load_key(&config.ssh.client_key)?,
         target_connect_timeout: config.target_connect_timeout(),
-        user_ca: LiveKeyring::open(&dir.ca_root(), CaKind::User)?,
+        user_ca: user_ca.clone(),
         host_ca: LiveKeyring::open(&dir.ca_root(), CaKind::Host)?,
         certificates: config.certificate_settings(),
         store,
@@ -60,15 +66,40 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         port = bound.port()
     );
     println!("Data dir: {}", dir.root.display());
-    tracing::info!(listen = %config.http.listen, "the HTTP listener is reserved for the HTTP API and not started yet");
     let gateway = Gateway::new(settings);
     tokio::select! {
         served = gateway.serve(listener) => served.context("the SSH gateway stopped"),
+        served = api => served.context("the HTTPS API stopped"),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
         }
     }
+}
+
+/// Bind the HTTPS API and return the future that serves it.
+fn api_server(
+    dir: &DataDir,
+    config: &crate::config::Config,
+    args: &ServeArgs,
+    store: vestibule_store::Store,
+    user_ca: Arc<LiveKeyring>,
+) -> Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
+    let (cert, key) = dir.tls_paths(config);
+    let (tls, fingerprint) = crate::tls::server_config(&cert, &key)?;
+    let address = args.http_listen.unwrap_or(config.http.listen);
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("cannot listen on {address}"))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    println!("Vestibule HTTPS listening on {bound} (TLS certificate {fingerprint})");
+    let router = vestibule_api::router(vestibule_api::ApiSettings {
+        store,
+        user_ca,
+        default_login_ttl: Duration::from_secs(config.ca.default_login_ttl_secs),
+        max_login_ttl: Duration::from_secs(config.ca.max_login_ttl_secs),
+    });
+    Ok(vestibule_api::serve_tls(listener, tls, router))
 }
 
 async fn shutdown_signal() {

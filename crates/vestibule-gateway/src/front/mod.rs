@@ -18,9 +18,9 @@ use vestibule_core::ConnectionRequest;
 use crate::Shared;
 use crate::algorithms::is_modern_signature;
 use crate::events::SessionEvent;
-use vestibule_identity::{self as identity, IdentityError};
 use links::LinkCache;
 use session::{Destination, SessionContext};
+use vestibule_identity::{self as identity, IdentityError};
 
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]

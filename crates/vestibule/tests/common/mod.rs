@@ -578,8 +578,9 @@ impl Drop for Gateway {
     }
 }
 
-/// `vestibule serve --data-dir DIR/data --ssh-listen 127.0.0.1:0`, logging to
-/// DIR/gateway.{stdout,stderr}; returns once it reports its port.
+/// `vestibule serve --data-dir DIR/data --ssh-listen 127.0.0.1:0 --http-listen
+/// 127.0.0.1:0` (ports of its choosing, so gateways run in parallel), logging to
+/// DIR/gateway.{stdout,stderr}; returns once it reports its SSH port.
 fn spawn_serve(dir: &Path) -> (ChildGuard, u16) {
     let (stdout_log, stderr_log) = (dir.join("gateway.stdout"), dir.join("gateway.stderr"));
     let stderr = append_file(&stderr_log);
@@ -588,6 +589,7 @@ fn spawn_serve(dir: &Path) -> (ChildGuard, u16) {
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--ssh-listen", "127.0.0.1:0"])
+        .args(["--http-listen", "127.0.0.1:0"])
         .env("RUST_BACKTRACE", "1");
     let mut child = ChildGuard::spawn(&mut cmd, Stdio::piped(), Stdio::from(stderr));
     let port_rx = watch_for_listen_line(child.take_stdout(), append_file(&stdout_log));

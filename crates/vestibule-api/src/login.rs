@@ -1,0 +1,192 @@
+//! `POST /v1/login/challenge` and `POST /v1/login`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use russh::keys::ssh_key::{PublicKey, SshSig};
+use serde::{Deserialize, Serialize};
+use vestibule_ca::UserCertRequest;
+use vestibule_store::CertificateRecord;
+
+use crate::ApiState;
+
+/// The SSHSIG namespace of login key proofs, so a signature made for anything
+/// else can never be replayed here.
+pub const LOGIN_NAMESPACE: &str = "vestibule-login@vestibule";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    pub user: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    pub challenge: String,
+}
+
+/// Proof of holding a key the gateway knows: an SSHSIG over a challenge.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyProof {
+    /// The registered public key (OpenSSH line).
+    pub public_key: String,
+    pub challenge: String,
+    /// SSHSIG PEM (`-----BEGIN SSH SIGNATURE-----`), namespace [`LOGIN_NAMESPACE`].
+    pub signature: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub user: String,
+    /// The new public key to certify (OpenSSH line).
+    pub public_key: String,
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub key_proof: Option<KeyProof>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// The OpenSSH certificate (`ssh-ed25519-cert-v01@openssh.com AAAA...`).
+    pub certificate: String,
+    pub serial: u64,
+    pub valid_before: u64,
+}
+
+/// An error reply: a status and one line for the person.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "login failed inside the gateway");
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error, see the gateway log".into(),
+    )
+}
+
+/// The same answer for every failed proof, so it tells nothing about which part
+/// failed or whether the user exists.
+fn denied() -> ApiError {
+    ApiError(StatusCode::UNAUTHORIZED, "invalid credentials".into())
+}
+
+pub(crate) async fn challenge(
+    State(state): State<Arc<ApiState>>,
+    Json(request): Json<ChallengeRequest>,
+) -> Result<Json<ChallengeResponse>, ApiError> {
+    vestibule_core::validate_name("user", &request.user).map_err(|e| bad_request(e.to_string()))?;
+    let challenge = state.challenges.issue(&request.user).ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins in progress".into(),
+        )
+    })?;
+    Ok(Json(ChallengeResponse { challenge }))
+}
+
+pub(crate) async fn login(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let user = &request.user;
+    vestibule_core::validate_name("user", user).map_err(|e| bad_request(e.to_string()))?;
+    let subject_key = PublicKey::from_openssh(request.public_key.trim())
+        .map_err(|_| bad_request("public_key is not an OpenSSH public key"))?;
+    let settings = &state.settings;
+    let ttl = Duration::from_secs(
+        request
+            .ttl_secs
+            .unwrap_or(settings.default_login_ttl.as_secs()),
+    );
+    if ttl.is_zero() || ttl > settings.max_login_ttl {
+        return Err(bad_request(format!(
+            "ttl_secs must be between 1 and {}",
+            settings.max_login_ttl.as_secs()
+        )));
+    }
+    let proven = match (&request.password, &request.key_proof) {
+        (Some(password), None) => {
+            vestibule_identity::verify_password(&settings.store, user, password.clone())
+                .await
+                .map_err(internal)?
+        }
+        (None, Some(proof)) => check_key_proof(&state, user, proof).await?,
+        _ => return Err(bad_request("give exactly one of password and key_proof")),
+    };
+    if !proven {
+        tracing::info!(%user, %peer, "login refused: invalid credentials");
+        return Err(denied());
+    }
+    let issued = settings
+        .user_ca
+        .current()
+        .map_err(internal)?
+        .issue_user(UserCertRequest {
+            public_key: &subject_key,
+            principals: vec![user.clone()],
+            key_id: format!("vestibule:{user}:login"),
+            valid_for: ttl,
+            backdate: Duration::from_secs(60),
+            extensions: vec!["permit-pty", "permit-port-forwarding"],
+            source_address: None,
+        })
+        .map_err(internal)?;
+    settings
+        .store
+        .record_certificate(&CertificateRecord {
+            serial: issued.serial,
+            kind: "user".into(),
+            key_id: issued.key_id.clone(),
+            principals: issued.principals.clone(),
+            valid_after: issued.valid_after,
+            valid_before: issued.valid_before,
+            ca_fingerprint: issued.ca_fingerprint.clone(),
+        })
+        .await
+        .map_err(internal)?;
+    tracing::info!(%user, %peer, serial = issued.serial, "login certificate issued");
+    Ok(Json(LoginResponse {
+        certificate: issued.certificate.to_openssh().map_err(internal)?,
+        serial: issued.serial,
+        valid_before: issued.valid_before,
+    }))
+}
+
+async fn check_key_proof(state: &ApiState, user: &str, proof: &KeyProof) -> Result<bool, ApiError> {
+    if !state.challenges.redeem(&proof.challenge, user) {
+        return Ok(false);
+    }
+    let Ok(key) = PublicKey::from_openssh(proof.public_key.trim()) else {
+        return Ok(false);
+    };
+    let Ok(signature) = SshSig::from_pem(proof.signature.as_bytes()) else {
+        return Ok(false);
+    };
+    if key
+        .verify(LOGIN_NAMESPACE, proof.challenge.as_bytes(), &signature)
+        .is_err()
+    {
+        return Ok(false);
+    }
+    vestibule_identity::has_public_key(&state.settings.store, user, &key)
+        .await
+        .map_err(internal)
+}

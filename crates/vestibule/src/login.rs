@@ -1,0 +1,265 @@
+//! `vestibule login`: get a short-lived SSH certificate from a gateway's HTTPS
+//! API and put it where ssh finds it (and into the running ssh-agent).
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use russh::keys::ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
+use vestibule_api::{
+    ChallengeRequest, ChallengeResponse, KeyProof, LOGIN_NAMESPACE, LoginRequest, LoginResponse,
+};
+
+use crate::cli::LoginArgs;
+use crate::tls::PinnedCertificate;
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Parse `8h`, `30m`, `90s` or plain seconds.
+fn parse_ttl(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("invalid duration {text:?}"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => bail!("invalid duration {text:?}: use s, m, h or d"),
+    };
+    Ok(n.saturating_mul(factor))
+}
+
+/// The pinned fingerprint: given, or remembered from an earlier login.
+fn pinned_fingerprint(args: &LoginArgs, known: &Path) -> Result<String> {
+    let remembered = fs::read_to_string(known).unwrap_or_default();
+    let stored = remembered
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(proxy, _)| *proxy == args.proxy)
+        .map(|(_, fp)| fp.trim().to_owned());
+    match (&args.fingerprint, stored) {
+        (Some(given), Some(stored)) if *given != stored => bail!(
+            "the fingerprint given for {} differs from the one remembered in {} ({stored}); remove that line if the gateway's certificate really changed",
+            args.proxy,
+            known.display()
+        ),
+        (Some(given), _) => Ok(given.clone()),
+        (None, Some(stored)) => Ok(stored),
+        (None, None) => bail!(
+            "no TLS fingerprint known for {}: pass --fingerprint SHA256:... as `vestibule serve` prints it",
+            args.proxy
+        ),
+    }
+}
+
+fn remember(known: &Path, proxy: &str, fingerprint: &str) -> Result<()> {
+    let existing = fs::read_to_string(known).unwrap_or_default();
+    if existing
+        .lines()
+        .any(|l| l.split_once(' ').is_some_and(|(p, _)| p == proxy))
+    {
+        return Ok(());
+    }
+    if let Some(parent) = known.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(known)?;
+    writeln!(file, "{proxy} {fingerprint}")?;
+    Ok(())
+}
+
+fn client(fingerprint: String) -> Result<reqwest::Client> {
+    let tls = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCertificate::new(fingerprint)))
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("cannot build the HTTPS client")
+}
+
+async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Req,
+) -> Result<Resp> {
+    let response = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let error: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = error["error"].as_str().unwrap_or("no explanation");
+        bail!("login refused ({status}): {message}");
+    }
+    response
+        .json()
+        .await
+        .with_context(|| format!("unexpected answer from {url}"))
+}
+
+fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let _ = fs::remove_file(path);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub async fn run(args: LoginArgs) -> Result<()> {
+    let base = home().join(".vestibule");
+    let known = base.join("known_proxies");
+    let fingerprint = pinned_fingerprint(&args, &known)?;
+    let http = client(fingerprint.clone())?;
+    let api = format!("https://{}", args.proxy);
+    let key =
+        PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).context("cannot make a key")?;
+    let public_key = key.public_key().to_openssh()?;
+    let ttl_secs = args.ttl.as_deref().map(parse_ttl).transpose()?;
+
+    let (password, key_proof) = match &args.identity {
+        Some(path) => {
+            let challenge: ChallengeResponse = post(
+                &http,
+                &format!("{api}/v1/login/challenge"),
+                &ChallengeRequest {
+                    user: args.user.clone(),
+                },
+            )
+            .await?;
+            let pem = zeroize::Zeroizing::new(
+                fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            );
+            let identity = PrivateKey::from_openssh(pem.as_bytes()).with_context(|| {
+                format!(
+                    "cannot parse {} (encrypted keys are not supported yet)",
+                    path.display()
+                )
+            })?;
+            let signature = identity
+                .sign(
+                    LOGIN_NAMESPACE,
+                    HashAlg::Sha512,
+                    challenge.challenge.as_bytes(),
+                )
+                .context("cannot sign the login challenge")?;
+            let proof = KeyProof {
+                public_key: identity.public_key().to_openssh()?,
+                challenge: challenge.challenge,
+                signature: signature.to_pem(LineEnding::LF)?,
+            };
+            (None, Some(proof))
+        }
+        None => {
+            let mut line = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the password")?;
+            (Some(line.trim_end_matches(['\r', '\n']).to_owned()), None)
+        }
+    };
+    let login: LoginResponse = post(
+        &http,
+        &format!("{api}/v1/login"),
+        &LoginRequest {
+            user: args.user.clone(),
+            public_key,
+            ttl_secs,
+            password,
+            key_proof,
+        },
+    )
+    .await?;
+    remember(&known, &args.proxy, &fingerprint)?;
+
+    let dir = args.out_dir.clone().unwrap_or_else(|| base.join("keys"));
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let stem = format!("{}@{}", args.user, args.proxy.replace([':', '/'], "_"));
+    let key_path = dir.join(&stem);
+    let cert_path = dir.join(format!("{stem}-cert.pub"));
+    write_private(&key_path, key.to_openssh(LineEnding::LF)?.as_bytes(), 0o600)?;
+    write_private(
+        &cert_path,
+        format!("{}\n", login.certificate).as_bytes(),
+        0o644,
+    )?;
+    println!(
+        "Logged in as {} (certificate serial {}).",
+        args.user, login.serial
+    );
+    println!(
+        "Key: {}\nCertificate: {}",
+        key_path.display(),
+        cert_path.display()
+    );
+    add_to_agent(&key_path, login.valid_before);
+    Ok(())
+}
+
+/// Put the key and certificate into the running ssh-agent, for as long as the
+/// certificate is valid, if there is an agent.
+fn add_to_agent(key: &Path, valid_before: u64) {
+    if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let lifetime = valid_before.saturating_sub(now).max(1).to_string();
+    match std::process::Command::new("ssh-add")
+        .arg("-q")
+        .arg("-t")
+        .arg(&lifetime)
+        .arg(key)
+        .status()
+    {
+        Ok(status) if status.success() => println!("Added to ssh-agent for {lifetime}s."),
+        _ => eprintln!(
+            "note: could not add the key to ssh-agent; use -i {}",
+            key.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_ttl("8h").unwrap(), 28800);
+        assert_eq!(parse_ttl("30m").unwrap(), 1800);
+        assert_eq!(parse_ttl("45").unwrap(), 45);
+        assert!(parse_ttl("8y").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+}
