@@ -70,6 +70,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Revoke a certificate by serial. Revoking twice keeps the first reason.
+    pub async fn revoke_certificate(&self, serial: u64, reason: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO revoked_certificates (serial, reason, revoked_at) VALUES (?, ?, ?)")
+            .bind(serial.to_string())
+            .bind(reason)
+            .bind(now_unix())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Why a serial was revoked, or `None` if it was not.
+    pub async fn revocation(&self, serial: u64) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT reason FROM revoked_certificates WHERE serial = ?")
+                .bind(serial.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +116,17 @@ mod tests {
             Err(StoreError::AlreadyExists { .. })
         ));
         assert_eq!(store.recent_certificates(10).await.unwrap(), vec![cert]);
+    }
+
+    #[tokio::test]
+    async fn revocations_are_remembered() {
+        let (store, _dir) = test_store().await;
+        assert_eq!(store.revocation(7).await.unwrap(), None);
+        store.revoke_certificate(7, "laptop stolen").await.unwrap();
+        store.revoke_certificate(7, "again").await.unwrap();
+        assert_eq!(
+            store.revocation(7).await.unwrap().as_deref(),
+            Some("laptop stolen")
+        );
     }
 }

@@ -53,6 +53,11 @@ fn migrator() -> Migrator {
             "certificates",
             include_str!("../migrations/sqlite/0002_certificates.sql"),
         ),
+        migration(
+            3,
+            "revocations",
+            include_str!("../migrations/sqlite/0003_revocations.sql"),
+        ),
     ])
 }
 

@@ -31,8 +31,18 @@ fn known_hosts_lines(dir: &DataDir) -> Result<Vec<String>> {
         .collect())
 }
 
-pub fn run(dir: &DataDir, command: CaCommand) -> Result<()> {
+pub async fn run(dir: &DataDir, command: CaCommand) -> Result<()> {
     match command {
+        CaCommand::Revoke { serial, reason } => {
+            if reason.trim().is_empty() {
+                bail!("give a --reason");
+            }
+            store(dir)
+                .await?
+                .revoke_certificate(serial, reason.trim())
+                .await?;
+            println!("Revoked certificate serial {serial}");
+        }
         CaCommand::Export { kind, known_hosts } => {
             let kind = CaKind::from(kind);
             let lines = match (kind, known_hosts) {

@@ -63,6 +63,13 @@ pub enum CaCommand {
     },
     /// Start a rotation (add a new key that signs from now on, trusted beside the
     /// old), or finish it (stop trusting the old key).
+    /// Revoke a person's certificate by serial (as `vestibule login` and the
+    /// audit log show it); the gateway refuses it from then on.
+    Revoke {
+        serial: u64,
+        #[arg(long)]
+        reason: String,
+    },
     Rotate {
         /// Which CA; with --finish and no KIND, every rotation in progress.
         #[arg(required_unless_present = "finish")]

@@ -62,7 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(command) => admin::user(&dir, command).await,
         Command::Target(command) => admin::target(&dir, command).await,
         Command::Role(command) => admin::role(&dir, command).await,
-        Command::Ca(command) => ca::run(&dir, command),
+        Command::Ca(command) => ca::run(&dir, command).await,
         Command::SshConfig(args) => ca::ssh_config(&dir, args).await,
         Command::Login(args) => login::run(args).await,
     }

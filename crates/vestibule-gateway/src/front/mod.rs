@@ -161,7 +161,19 @@ impl Connection {
                     certificate.serial()
                 )
             })?;
-        match self.shared.settings.store.user_credentials(person).await {
+        let store = &self.shared.settings.store;
+        match store.revocation(certificate.serial()).await {
+            Ok(None) => {}
+            Ok(Some(reason)) => {
+                return Err(format!(
+                    "certificate serial {} is revoked: {reason}",
+                    certificate.serial()
+                ));
+            }
+            // Fail closed: a revocation that cannot be checked is assumed.
+            Err(error) => return Err(format!("cannot check revocation: {error}")),
+        }
+        match store.user_credentials(person).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err("unknown user".into()),
             Err(error) => Err(error.to_string()),
