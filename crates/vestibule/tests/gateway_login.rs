@@ -1,0 +1,346 @@
+//! End-to-end: `vestibule login` over the HTTPS API, then plain ssh with the
+//! certificate it wrote; revocation; targets verified by their own host CA.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{
+    COMMAND_TIMEOUT, KeyType, Run, World, keygen, must, run, run_with_stdin, temp_dir, wait_until,
+};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The HTTPS address and TLS fingerprint `serve` printed.
+fn https_endpoint(w: &World) -> (String, String) {
+    let stdout_log =
+        w.gw.data_dir()
+            .parent()
+            .expect("gateway dir")
+            .join("gateway.stdout");
+    let line = wait_until(COMMAND_TIMEOUT, || {
+        fs::read_to_string(&stdout_log)
+            .ok()?
+            .lines()
+            .find(|l| l.contains("HTTPS listening on "))
+            .map(str::to_owned)
+    })
+    .expect("serve never printed its HTTPS line");
+    let rest = line
+        .split_once("HTTPS listening on ")
+        .map_or("", |(_, r)| r);
+    let address = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let fingerprint = rest
+        .split_once("TLS certificate ")
+        .map(|(_, f)| f.trim_end_matches(')').to_owned())
+        .unwrap_or_default();
+    (address, fingerprint)
+}
+
+/// Where a login writes its files, and the HOME it runs with.
+struct LoginHome {
+    home: tempfile::TempDir,
+}
+
+impl LoginHome {
+    fn new() -> Self {
+        Self { home: temp_dir() }
+    }
+
+    fn keys(&self) -> PathBuf {
+        self.home.path().join(".vestibule/keys")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(common::vestibule_bin());
+        cmd.arg("login")
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("SSH_AUTH_SOCK");
+        cmd
+    }
+
+    /// The private key file the login wrote (its certificate is beside it).
+    fn key(&self) -> PathBuf {
+        fs::read_dir(self.keys())
+            .expect("keys dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| !p.to_string_lossy().ends_with(".pub"))
+            .expect("a key file")
+    }
+}
+
+fn login_with_password(
+    w: &World,
+    home: &LoginHome,
+    user: &str,
+    password: &str,
+    extra: &[&str],
+) -> Run {
+    let (address, fingerprint) = https_endpoint(w);
+    let mut args = vec![
+        "--proxy",
+        &address,
+        "--user",
+        user,
+        "--fingerprint",
+        &fingerprint,
+    ];
+    args.extend_from_slice(extra);
+    run_with_stdin(
+        &mut home.command(&args),
+        format!("{password}\n").into_bytes(),
+        COMMAND_TIMEOUT,
+    )
+}
+
+/// Plain ssh with exactly one identity: `key` and its `-cert.pub`.
+fn ssh_with_key(w: &World, key: &Path, user: &str, command: &str) -> Run {
+    let known = key.with_extension("known_hosts");
+    let mut cmd = Command::new("ssh");
+    cmd.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+    ])
+    .args([
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        "LogLevel=ERROR",
+    ])
+    .arg("-o")
+    .arg(format!("UserKnownHostsFile={}", known.display()))
+    .arg("-i")
+    .arg(key)
+    .args(["-p", &w.gw.port.to_string()])
+    .arg(format!("{user}@127.0.0.1"))
+    .arg(command);
+    run(&mut cmd, COMMAND_TIMEOUT)
+}
+
+fn world_with_password_user(name: &str) -> World {
+    let w = World::new();
+    w.gw.cli_with_stdin(
+        &["user", "add", name, "--password-stdin"],
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .assert_ok();
+    w.grant("ops", name);
+    w
+}
+
+fn serial_of(login: &Run) -> String {
+    let out = login.stdout_str();
+    let (_, rest) = out.split_once("serial ").expect("login prints the serial");
+    rest.chars().take_while(char::is_ascii_digit).collect()
+}
+
+#[test]
+fn password_login_gives_a_certificate_that_ssh_uses() {
+    let w = world_with_password_user("carol");
+    let home = LoginHome::new();
+    let login = login_with_password(&w, &home, "carol", PASSWORD, &["--ttl", "1h"]);
+    login.assert_ok();
+    let key = home.key();
+    let cert = fs::read_to_string(format!("{}-cert.pub", key.display())).expect("certificate file");
+    assert!(
+        cert.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{cert}"
+    );
+    let described = must(
+        Command::new("ssh-keygen")
+            .arg("-L")
+            .arg("-f")
+            .arg(format!("{}-cert.pub", key.display())),
+    );
+    let text = described.stdout_str();
+    assert!(
+        text.contains("carol") && text.contains(&serial_of(&login)),
+        "{text}"
+    );
+    ssh_with_key(&w, &key, "carol:web1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
+}
+
+#[test]
+fn wrong_password_and_excessive_ttl_are_refused() {
+    let w = world_with_password_user("carol");
+    let home = LoginHome::new();
+    login_with_password(&w, &home, "carol", "not the password", &[])
+        .assert_code(1)
+        .assert_stderr_line_with(&["invalid credentials"]);
+    login_with_password(&w, &home, "nobody", PASSWORD, &[])
+        .assert_code(1)
+        .assert_stderr_line_with(&["invalid credentials"]);
+    login_with_password(&w, &home, "carol", PASSWORD, &["--ttl", "30d"])
+        .assert_code(1)
+        .assert_stderr_line_with(&["ttl"]);
+}
+
+#[test]
+fn a_known_key_proves_who_you_are() {
+    let w = World::new();
+    let home = LoginHome::new();
+    let (address, fingerprint) = https_endpoint(&w);
+    let identity = w.alice.key.clone().expect("alice has a key");
+    let identity = identity.to_str().expect("utf-8 path");
+    let args = [
+        "--proxy",
+        &address,
+        "--user",
+        "alice",
+        "--fingerprint",
+        &fingerprint,
+        "--identity",
+        identity,
+    ];
+    run(&mut home.command(&args), COMMAND_TIMEOUT).assert_ok();
+    ssh_with_key(&w, &home.key(), "alice:web1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
+
+    // A key the gateway does not know proves nothing.
+    let stranger = temp_dir();
+    let stranger_key = stranger.path().join("id");
+    keygen(&stranger_key, KeyType::Ed25519, "stranger");
+    let stranger_key = stranger_key.to_str().expect("utf-8 path");
+    let args = [
+        "--proxy",
+        &address,
+        "--user",
+        "alice",
+        "--identity",
+        stranger_key,
+    ];
+    run(&mut home.command(&args), COMMAND_TIMEOUT)
+        .assert_code(1)
+        .assert_stderr_line_with(&["invalid credentials"]);
+}
+
+#[test]
+fn the_tls_fingerprint_is_pinned() {
+    let w = world_with_password_user("carol");
+    let home = LoginHome::new();
+    let (address, _) = https_endpoint(&w);
+    let bogus = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let args = [
+        "--proxy",
+        &address,
+        "--user",
+        "carol",
+        "--fingerprint",
+        bogus,
+    ];
+    run_with_stdin(
+        &mut home.command(&args),
+        format!("{PASSWORD}\n").into_bytes(),
+        COMMAND_TIMEOUT,
+    )
+    .assert_code(1)
+    .assert_stderr_line_with(&["not the pinned"]);
+    // Without a fingerprint and none remembered, nothing is sent.
+    run_with_stdin(
+        &mut home.command(&["--proxy", &address, "--user", "carol"]),
+        format!("{PASSWORD}\n").into_bytes(),
+        COMMAND_TIMEOUT,
+    )
+    .assert_code(1)
+    .assert_stderr_line_with(&["no TLS fingerprint known"]);
+}
+
+#[test]
+fn a_revoked_certificate_is_refused() {
+    let w = world_with_password_user("carol");
+    let home = LoginHome::new();
+    let login = login_with_password(&w, &home, "carol", PASSWORD, &[]);
+    login.assert_ok();
+    let key = home.key();
+    ssh_with_key(&w, &key, "carol:web1", "true").assert_ok();
+    w.gw.cli_ok(&[
+        "ca",
+        "revoke",
+        &serial_of(&login),
+        "--reason",
+        "laptop stolen",
+    ]);
+    ssh_with_key(&w, &key, "carol:web1", "true").assert_auth_denied();
+    assert!(
+        w.gw.log().contains("is revoked: laptop stolen"),
+        "{}",
+        w.gw.log()
+    );
+}
+
+/// Register `name` at this world's sshd, verified by the host CA key in `ca_pub`.
+fn add_host_ca_target(w: &World, name: &str, ca_pub: &Path) {
+    let port = w.target.port.to_string();
+    let ca = ca_pub.to_str().expect("utf-8 path");
+    w.gw.cli_ok(&[
+        "target",
+        "add",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--login",
+        "root",
+        "--host-ca",
+        ca,
+    ]);
+}
+
+#[test]
+fn targets_can_be_verified_by_their_host_ca() {
+    let keys = temp_dir();
+    let site_ca = keys.path().join("site_ca");
+    keygen(&site_ca, KeyType::Ed25519, "site-ca");
+    // The sshd must know the extra key and certificate before it starts.
+    let host_key = keys.path().join("site_ecdsa_key");
+    keygen(&host_key, KeyType::Ecdsa, "site-host");
+    must(
+        Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-h",
+                "-I",
+                "site-web",
+                "-n",
+                "127.0.0.1",
+                "-V",
+                "-5m:+1h",
+                "-s",
+            ])
+            .arg(&site_ca)
+            .arg(host_key.with_extension("pub")),
+    );
+    let host_key_line = format!("HostKey {}", host_key.display());
+    let cert_line = format!("HostCertificate {}-cert.pub", host_key.display());
+    let w = World::with_sshd_config(&[&host_key_line, &cert_line]);
+
+    add_host_ca_target(&w, "site1", &site_ca.with_extension("pub"));
+    w.exec("alice:site1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
+
+    let other_ca = keys.path().join("other_ca");
+    keygen(&other_ca, KeyType::Ed25519, "other-ca");
+    add_host_ca_target(&w, "site2", &other_ca.with_extension("pub"));
+    w.exec("alice:site2", "whoami").assert_refused_with(&[
+        "vestibule:",
+        "host certificate",
+        "site2",
+    ]);
+}
