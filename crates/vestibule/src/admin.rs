@@ -285,7 +285,7 @@ pub async fn role(dir: &DataDir, command: RoleCommand) -> Result<()> {
 }
 
 /// Print items as JSON or as aligned columns.
-fn print_list<T: Serialize>(
+pub fn print_list<T: Serialize>(
     args: &ListArgs,
     items: &[T],
     row: impl Fn(&T) -> Vec<String>,

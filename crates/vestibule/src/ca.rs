@@ -33,6 +33,18 @@ fn known_hosts_lines(dir: &DataDir) -> Result<Vec<String>> {
 
 pub async fn run(dir: &DataDir, command: CaCommand) -> Result<()> {
     match command {
+        CaCommand::Issued { limit, list } => {
+            let issued = store(dir).await?.recent_certificates(limit).await?;
+            crate::admin::print_list(&list, &issued, |c| {
+                vec![
+                    c.serial.to_string(),
+                    c.kind.clone(),
+                    c.key_id.clone(),
+                    c.principals.join(","),
+                    format!("{}..{}", c.valid_after, c.valid_before),
+                ]
+            })?;
+        }
         CaCommand::Revoke { serial, reason } => {
             if reason.trim().is_empty() {
                 bail!("give a --reason");

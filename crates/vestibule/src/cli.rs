@@ -63,6 +63,13 @@ pub enum CaCommand {
     },
     /// Start a rotation (add a new key that signs from now on, trusted beside the
     /// old), or finish it (stop trusting the old key).
+    /// List the most recent certificates the CAs issued.
+    Issued {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        list: ListArgs,
+    },
     /// Revoke a person's certificate by serial (as `vestibule login` and the
     /// audit log show it); the gateway refuses it from then on.
     Revoke {

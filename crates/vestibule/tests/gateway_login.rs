@@ -5,10 +5,11 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::{
-    COMMAND_TIMEOUT, KeyType, Run, World, keygen, must, run, run_with_stdin, temp_dir, wait_until,
+    COMMAND_TIMEOUT, ChildGuard, KeyType, Run, World, keygen, must, run, run_with_stdin, temp_dir,
+    wait_until,
 };
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -172,6 +173,44 @@ fn password_login_gives_a_certificate_that_ssh_uses() {
     ssh_with_key(&w, &key, "carol:web1", "whoami")
         .assert_ok()
         .assert_stdout("root\n");
+}
+
+#[test]
+fn login_puts_the_certificate_into_a_running_agent() {
+    let w = world_with_password_user("carol");
+    let home = LoginHome::new();
+    let socket = home.home.path().join("agent.sock");
+    let mut agent_cmd = Command::new("ssh-agent");
+    agent_cmd.arg("-D").arg("-a").arg(&socket);
+    let _agent = ChildGuard::spawn(&mut agent_cmd, Stdio::null(), Stdio::null());
+    wait_until(COMMAND_TIMEOUT, || socket.exists().then_some(())).expect("ssh-agent socket");
+
+    let (address, fingerprint) = https_endpoint(&w);
+    let args = [
+        "--proxy",
+        &address,
+        "--user",
+        "carol",
+        "--fingerprint",
+        &fingerprint,
+    ];
+    let mut login = home.command(&args);
+    login.env("SSH_AUTH_SOCK", &socket);
+    let logged_in = run_with_stdin(
+        &mut login,
+        format!("{PASSWORD}\n").into_bytes(),
+        COMMAND_TIMEOUT,
+    );
+    logged_in.assert_ok();
+    assert!(logged_in.stdout_str().contains("ssh-agent"), "{logged_in}");
+    let listed = run(
+        Command::new("ssh-add")
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &socket),
+        COMMAND_TIMEOUT,
+    );
+    listed.assert_ok();
+    assert!(listed.stdout_str().contains("ED25519-CERT"), "{listed}");
 }
 
 #[test]
