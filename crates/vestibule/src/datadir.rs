@@ -174,7 +174,8 @@ fn create_private_dir(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot set permissions of {}", path.display()))
 }
 
-fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// Create `path` (it must not exist) with `mode`, write `bytes` and sync.
+pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

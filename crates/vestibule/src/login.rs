@@ -120,16 +120,10 @@ async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         .with_context(|| format!("unexpected answer from {url}"))
 }
 
+/// Replace `path` with a new file of `mode` (never writing through an old one).
 fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let _ = fs::remove_file(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))
+    crate::datadir::write_new_file(path, bytes, mode)
 }
 
 pub async fn run(args: LoginArgs) -> Result<()> {

@@ -4,9 +4,8 @@
 use russh::server::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelOpenFailure};
 
-use super::session::{Destination, SessionContext};
+use super::session::{Destination, SessionContext, Started, bridge_observed};
 use crate::events::SessionEvent;
-use crate::pump;
 use crate::route::{self, RouteError, new_session_id};
 
 pub(crate) async fn run(
@@ -67,24 +66,12 @@ pub(crate) async fn run(
         }
     };
     reply.accept().await;
-    let session_id = new_session_id();
-    let events = &ctx.shared.settings.events;
-    events.publish(SessionEvent::SessionStarted {
-        session_id: session_id.clone(),
-        person: ctx.person.clone(),
+    let started = Started {
+        session_id: new_session_id(),
         target: target.clone(),
         login: session_grant.login().to_owned(),
         kind: format!("port-forward: {host}:{port}"),
-        via_jump: ctx.via_jump,
         because: forward_grant.because().to_owned(),
-        peer: ctx.peer,
-    });
-    let traffic = pump::bridge(channel, remote, ctx.handle.clone()).await;
-    events.publish(SessionEvent::SessionEnded {
-        session_id,
-        bytes_to_target: traffic.bytes_to_target,
-        bytes_from_target: traffic.bytes_from_target,
-        exit_status: None,
-        outcome: "closed".into(),
-    });
+    };
+    bridge_observed(&ctx, started, channel, remote).await;
 }

@@ -166,29 +166,56 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
             return fail_channel(&channel, &error.to_string(), with_pty).await;
         }
     };
-    let events = &ctx.shared.settings.events;
-    events.publish(SessionEvent::SessionStarted {
-        session_id: session_id.clone(),
-        person: ctx.person.clone(),
+    let started = Started {
+        session_id,
         target: grant.target().name.clone(),
         login: grant.login().to_owned(),
         kind: command.kind(),
-        via_jump: ctx.via_jump,
         because: grant.because().to_owned(),
+    };
+    bridge_observed(&ctx, started, channel, remote).await;
+}
+
+/// What a session (or a forward) is, for the event that says it started.
+pub(crate) struct Started {
+    pub session_id: String,
+    pub target: String,
+    pub login: String,
+    pub kind: String,
+    pub because: String,
+}
+
+/// Run the pump between the two channels, bracketed by the start and end events.
+pub(crate) async fn bridge_observed(
+    ctx: &SessionContext,
+    started: Started,
+    person: Channel<Msg>,
+    remote: Channel<client::Msg>,
+) {
+    let events = &ctx.shared.settings.events;
+    let session_id = started.session_id.clone();
+    events.publish(SessionEvent::SessionStarted {
+        session_id: started.session_id,
+        person: ctx.person.clone(),
+        target: started.target,
+        login: started.login,
+        kind: started.kind,
+        via_jump: ctx.via_jump,
+        because: started.because,
         peer: ctx.peer,
     });
-    let traffic = pump::bridge(channel, remote, ctx.handle.clone()).await;
+    let traffic = pump::bridge(person, remote, ctx.handle.clone()).await;
+    let outcome = if traffic.exit_signal {
+        "signal"
+    } else {
+        "closed"
+    };
     events.publish(SessionEvent::SessionEnded {
         session_id,
         bytes_to_target: traffic.bytes_to_target,
         bytes_from_target: traffic.bytes_from_target,
         exit_status: traffic.exit_status,
-        outcome: if traffic.exit_signal {
-            "signal"
-        } else {
-            "closed"
-        }
-        .into(),
+        outcome: outcome.into(),
     });
 }
 
