@@ -1,0 +1,236 @@
+//! Bulk throughput each way, and a byte-exactness check with random data.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::process::{ChildStdout, Stdio};
+use std::thread;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::connect::SETTLE;
+use crate::procs::Guard;
+use crate::stats::{self, CpuMeter};
+use crate::world::{PathKind, World};
+
+const CHUNK: usize = 1 << 20;
+const GIB: f64 = (1u64 << 30) as f64;
+const MIB: f64 = (1u64 << 20) as f64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Upload,
+    Download,
+}
+
+#[derive(Serialize)]
+pub struct BulkResult {
+    pub path: PathKind,
+    pub label: &'static str,
+    pub direction: Direction,
+    pub size_bytes: u64,
+    pub runs: usize,
+    pub mib_s_median: f64,
+    pub mib_s_samples: Vec<f64>,
+    /// Gateway CPU seconds per GiB moved (for non-gateway paths: the idle baseline).
+    pub gateway_cpu_s_per_gib: f64,
+}
+
+#[derive(Serialize)]
+pub struct ChecksumResult {
+    pub path: PathKind,
+    pub label: &'static str,
+    pub bytes: usize,
+    pub upload_sha256_ok: bool,
+    pub download_sha256_ok: bool,
+}
+
+pub fn measure(
+    world: &World,
+    size: u64,
+    runs: usize,
+    meter: &mut CpuMeter,
+) -> Result<Vec<BulkResult>> {
+    let dirs = [Direction::Upload, Direction::Download];
+    let mut rates = vec![vec![Vec::with_capacity(runs); PathKind::ALL.len()]; 2];
+    let mut cpu = vec![vec![0.0f64; PathKind::ALL.len()]; 2];
+    for _ in 0..runs {
+        for (d, &dir) in dirs.iter().enumerate() {
+            for (p, &path) in PathKind::ALL.iter().enumerate() {
+                let (secs, cpu_s) = match dir {
+                    Direction::Upload => upload(world, path, size, meter),
+                    Direction::Download => download(world, path, size, meter),
+                }
+                .with_context(|| format!("{dir:?} via {}", path.label()))?;
+                rates[d][p].push(size as f64 / MIB / secs);
+                cpu[d][p] += cpu_s;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (d, &dir) in dirs.iter().enumerate() {
+        for (p, &path) in PathKind::ALL.iter().enumerate() {
+            let moved = size as f64 * runs as f64;
+            out.push(BulkResult {
+                path,
+                label: path.label(),
+                direction: dir,
+                size_bytes: size,
+                runs,
+                mib_s_median: stats::median(&rates[d][p]),
+                mib_s_samples: rates[d][p].clone(),
+                gateway_cpu_s_per_gib: cpu[d][p] / (moved / GIB),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Spawn `ssh ... remote` with piped stdin/stdout and wait for its "ready" line.
+fn start(world: &World, path: PathKind, remote: &str) -> Result<(Guard, ChildStdout)> {
+    let mut cmd = world.ssh(path, false, remote)?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut guard = Guard::spawn(&mut cmd, "ssh")?;
+    let mut stdout = guard
+        .child_mut()
+        .stdout
+        .take()
+        .context("ssh: no stdout pipe")?;
+    read_ready(&mut stdout, world)?;
+    Ok((guard, stdout))
+}
+
+/// Read the remote's `ready\n` marker.
+pub fn read_ready(stdout: &mut impl Read, world: &World) -> Result<()> {
+    let mut marker = [0u8; 6];
+    stdout.read_exact(&mut marker).with_context(|| {
+        format!(
+            "waiting for the remote 'ready' marker; ssh log:\n{}",
+            world.ssh_log_tail()
+        )
+    })?;
+    if &marker != b"ready\n" {
+        bail!("unexpected output before data: {:?}", marker);
+    }
+    Ok(())
+}
+
+/// Stream `size` zero bytes into `cat > /dev/null`; (seconds, gateway CPU s).
+fn upload(world: &World, path: PathKind, size: u64, meter: &mut CpuMeter) -> Result<(f64, f64)> {
+    let (mut guard, _stdout) = start(world, path, "echo ready; cat > /dev/null")?;
+    let mut stdin = guard
+        .child_mut()
+        .stdin
+        .take()
+        .context("ssh: no stdin pipe")?;
+    let buf = vec![0u8; CHUNK];
+    meter.reset()?;
+    let t0 = Instant::now();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        stdin.write_all(&buf[..n]).context("writing to ssh")?;
+        left -= n as u64;
+    }
+    drop(stdin);
+    let status = guard.child_mut().wait().context("waiting for ssh")?;
+    let secs = t0.elapsed().as_secs_f64();
+    thread::sleep(SETTLE);
+    let cpu = meter.lap()?;
+    if !status.success() {
+        bail!("ssh exited with {status}:\n{}", world.ssh_log_tail());
+    }
+    Ok((secs, cpu))
+}
+
+/// Read `head -c size /dev/zero` and count it; (seconds, gateway CPU s).
+fn download(world: &World, path: PathKind, size: u64, meter: &mut CpuMeter) -> Result<(f64, f64)> {
+    let remote = format!("echo ready; head -c {size} /dev/zero");
+    let (mut guard, mut stdout) = start(world, path, &remote)?;
+    let mut buf = vec![0u8; CHUNK];
+    meter.reset()?;
+    let t0 = Instant::now();
+    let mut got = 0u64;
+    loop {
+        let n = stdout.read(&mut buf).context("reading from ssh")?;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let status = guard.child_mut().wait().context("waiting for ssh")?;
+    thread::sleep(SETTLE);
+    let cpu = meter.lap()?;
+    if !status.success() {
+        bail!("ssh exited with {status}:\n{}", world.ssh_log_tail());
+    }
+    if got != size {
+        bail!("received {got} bytes, expected {size}");
+    }
+    Ok((secs, cpu))
+}
+
+/// Pseudo-random bytes (xorshift64*), so runs are reproducible.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Upload random data to `sha256sum` and download a random file with `cat`,
+/// once per path, and compare digests with ours.
+pub fn checksums(world: &World, len: usize) -> Result<Vec<ChecksumResult>> {
+    let data = random_bytes(len, 0x05EE_D0FB_E7C4);
+    let want = hex(&Sha256::digest(&data));
+    let file = world.root.join("random.bin");
+    fs::write(&file, &data).with_context(|| format!("writing {}", file.display()))?;
+    let mut out = Vec::new();
+    for path in PathKind::ALL {
+        // Upload: the remote digest of what arrived.
+        let (mut guard, mut stdout) = start(world, path, "echo ready; sha256sum")?;
+        let mut stdin = guard
+            .child_mut()
+            .stdin
+            .take()
+            .context("ssh: no stdin pipe")?;
+        stdin.write_all(&data).context("writing to ssh")?;
+        drop(stdin);
+        let mut remote = String::new();
+        stdout
+            .read_to_string(&mut remote)
+            .context("reading sha256sum output")?;
+        guard.child_mut().wait().context("waiting for ssh")?;
+        let upload_ok = remote.split_whitespace().next() == Some(want.as_str());
+
+        // Download: our digest of what came back.
+        let remote_cmd = format!("echo ready; cat {}", file.display());
+        let (mut guard, mut stdout) = start(world, path, &remote_cmd)?;
+        let mut got = Vec::with_capacity(len);
+        stdout.read_to_end(&mut got).context("reading from ssh")?;
+        guard.child_mut().wait().context("waiting for ssh")?;
+        let download_ok = got.len() == len && hex(&Sha256::digest(&got)) == want;
+        out.push(ChecksumResult {
+            path,
+            label: path.label(),
+            bytes: len,
+            upload_sha256_ok: upload_ok,
+            download_sha256_ok: download_ok,
+        });
+    }
+    Ok(out)
+}

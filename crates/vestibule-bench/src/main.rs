@@ -1,0 +1,177 @@
+//! `vestibule-bench`: measures the Vestibule gateway against direct ssh and
+//! OpenSSH ProxyJump (a plain sshd bastion) on one machine, 127.0.0.1 only.
+//!
+//! It owns the whole experiment: it starts a target sshd, a plain OpenSSH
+//! bastion and `vestibule serve` in a temporary directory, sets the gateway up
+//! through its admin CLI, drives the stock `ssh` client over four paths
+//! (direct, ProxyJump, Vestibule with the target in the user name, Vestibule as
+//! ProxyJump) with the runs interleaved, reads the gateway's CPU time and memory
+//! from /proc, tears everything down and prints Markdown (and JSON with `--out`).
+//!
+//! It must not touch product code: it links no Vestibule crate and drives only
+//! the real binaries (`target/release/vestibule`, `/usr/sbin/sshd`, `ssh`),
+//! exactly as an operator would. Build the gateway first with
+//! `cargo build --release -p vestibule`. It runs as root (sshd, `root` logins).
+
+mod bulk;
+mod concurrency;
+mod connect;
+mod gateway;
+mod machine;
+mod procs;
+mod report;
+mod rtt;
+mod sshd;
+mod stats;
+mod world;
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::report::Results;
+use crate::stats::CpuMeter;
+use crate::world::{PathKind, World};
+
+#[derive(Parser)]
+#[command(about = "Benchmark Vestibule against direct ssh and OpenSSH ProxyJump on 127.0.0.1")]
+struct Args {
+    /// Fewer runs and smaller transfers (to debug, or on a slow machine).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// How much of everything a run does.
+struct Plan {
+    connects: usize,
+    bulk_bytes: u64,
+    bulk_runs: usize,
+    checksum_bytes: usize,
+    rtt_samples: usize,
+    sessions: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                connects: 10,
+                bulk_bytes: 64 << 20,
+                bulk_runs: 1,
+                checksum_bytes: 16 << 20,
+                rtt_samples: 50,
+                sessions: 100,
+            }
+        } else {
+            Self {
+                connects: 50,
+                bulk_bytes: 256 << 20,
+                bulk_runs: 3,
+                checksum_bytes: 16 << 20,
+                rtt_samples: 200,
+                sessions: 1000,
+            }
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let plan = Plan::new(args.quick);
+    let started = Instant::now();
+    let bin = gateway::binary()?;
+    // Each idle session costs us a pipe; leave room for the ssh processes too.
+    let nofile = procs::ensure_nofile(4 * plan.sessions as u64 + 1024)?;
+    let ticks = procs::clk_tck()?;
+    let mut command = String::from("cargo run --release -p vestibule-bench --");
+    for a in std::env::args().skip(1) {
+        command.push(' ');
+        command.push_str(&a);
+    }
+    let mut results = Results {
+        command,
+        quick: args.quick,
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        wall_secs: 0.0,
+        machine: machine::Machine::probe()?,
+        crypto_one_core: Vec::new(),
+        paths: Vec::new(),
+        ciphers: Vec::new(),
+        connect: Vec::new(),
+        bulk: Vec::new(),
+        checksums: Vec::new(),
+        rtt: Vec::new(),
+        concurrency: None,
+        notes: Vec::new(),
+    };
+    eprintln!("cipher speed (openssl speed, one core)...");
+    results.crypto_one_core = machine::crypto_speeds(1);
+    if results.crypto_one_core.is_empty() {
+        results
+            .notes
+            .push("openssl speed unavailable: cipher speeds not measured".into());
+    }
+
+    eprintln!("setting up target sshd, bastion sshd and vestibule...");
+    let world = World::setup(&bin)?;
+    world.check_paths()?;
+    results.paths = PathKind::ALL
+        .iter()
+        .map(|&p| (p, world.describe(p, "true")))
+        .collect();
+    for p in PathKind::ALL {
+        results.ciphers.push((p, world.negotiated(p)?));
+    }
+    let mut meter = CpuMeter::new(world.gateway.pid(), ticks)?;
+
+    eprintln!("connect latency: {} runs per path...", plan.connects);
+    match connect::measure(&world, plan.connects, &mut meter) {
+        Ok(r) => results.connect = r,
+        Err(e) => results.notes.push(format!("connect latency failed: {e:#}")),
+    }
+    eprintln!(
+        "bulk throughput: {} MiB x {} run(s) per path and direction...",
+        plan.bulk_bytes >> 20,
+        plan.bulk_runs
+    );
+    match bulk::measure(&world, plan.bulk_bytes, plan.bulk_runs, &mut meter) {
+        Ok(r) => results.bulk = r,
+        Err(e) => results.notes.push(format!("bulk throughput failed: {e:#}")),
+    }
+    eprintln!("byte-exactness (sha256 of random data)...");
+    match bulk::checksums(&world, plan.checksum_bytes) {
+        Ok(r) => results.checksums = r,
+        Err(e) => results.notes.push(format!("checksums failed: {e:#}")),
+    }
+    eprintln!("round trips: {} samples per path...", plan.rtt_samples);
+    match rtt::measure(&world, plan.rtt_samples) {
+        Ok(r) => results.rtt = r,
+        Err(e) => results.notes.push(format!("round trips failed: {e:#}")),
+    }
+    eprintln!(
+        "concurrency: {} idle sessions (RLIMIT_NOFILE {nofile})...",
+        plan.sessions
+    );
+    match concurrency::measure(&world, plan.sessions, &mut meter) {
+        Ok(r) => results.concurrency = Some(r),
+        Err(e) => results.notes.push(format!("concurrency failed: {e:#}")),
+    }
+    drop(world);
+
+    results.machine.loadavg_after = machine::loadavg();
+    results.wall_secs = started.elapsed().as_secs_f64();
+    println!("{}", results.markdown());
+    if let Some(out) = &args.out {
+        let json = serde_json::to_string_pretty(&results).context("serialising results")?;
+        std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("results written to {}", out.display());
+    }
+    Ok(())
+}

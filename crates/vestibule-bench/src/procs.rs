@@ -1,0 +1,198 @@
+//! Child processes and what /proc says about them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A child process that is killed and reaped when dropped.
+pub struct Guard {
+    child: Child,
+    name: String,
+}
+
+impl Guard {
+    pub fn spawn(cmd: &mut Command, name: &str) -> Result<Self> {
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({cmd:?})"))?;
+        Ok(Self {
+            child,
+            name: name.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// True once the process has exited.
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a command to completion; its stdout on success, an error with its
+/// stderr otherwise.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// utime + stime of a process (all its threads), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("parsing {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let field = |n: usize| -> Result<u64> {
+        fields
+            .get(n - 3)
+            .with_context(|| format!("{path}: no field {n}"))?
+            .parse()
+            .with_context(|| format!("{path}: field {n}"))
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+/// Resident set size of a process, in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .with_context(|| format!("{path}: no VmRSS"))?;
+    line.split_whitespace()
+        .nth(1)
+        .with_context(|| format!("{path}: bad VmRSS line"))?
+        .parse()
+        .with_context(|| format!("{path}: bad VmRSS value"))
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`).
+pub fn clk_tck() -> Result<u64> {
+    run(Command::new("getconf").arg("CLK_TCK"))?
+        .trim()
+        .parse()
+        .context("parsing getconf CLK_TCK")
+}
+
+/// Make sure this process may open at least `wanted` files, raising the soft
+/// RLIMIT_NOFILE (up to the hard limit) with util-linux `prlimit` if needed.
+/// Returns the soft limit in force.
+pub fn ensure_nofile(wanted: u64) -> Result<u64> {
+    let (soft, hard) = nofile_limits()?;
+    if soft >= wanted {
+        return Ok(soft);
+    }
+    let new = hard.min(wanted.max(soft));
+    let pid = std::process::id();
+    run(Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={new}:{hard}")))
+    .context("raising RLIMIT_NOFILE with prlimit")?;
+    let (soft, _) = nofile_limits()?;
+    Ok(soft)
+}
+
+fn nofile_limits() -> Result<(u64, u64)> {
+    let limits = fs::read_to_string("/proc/self/limits").context("reading /proc/self/limits")?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("no 'Max open files' in /proc/self/limits")?;
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match nums.as_slice() {
+        [soft, hard, ..] => Ok((*soft, *hard)),
+        // "unlimited" does not parse: treat it as plenty.
+        _ => Ok((u64::MAX, u64::MAX)),
+    }
+}
+
+/// Poll `f` every 10 ms until it returns Some, or `timeout` passes.
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("binding a probe socket")?;
+    Ok(l.local_addr().context("probe socket address")?.port())
+}
+
+/// True if an SSH server answers with its banner on 127.0.0.1:port.
+pub fn ssh_banner_on(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+}
+
+/// Open `path` for appending (created if missing), for a child's stderr.
+pub fn append_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// The last `max` bytes of a text file, for error messages.
+pub fn tail_of(path: &Path, max: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(max);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    text[start..].to_owned()
+}

@@ -1,0 +1,192 @@
+//! The results: JSON as recorded, and the Markdown tables printed at the end.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::bulk::{BulkResult, ChecksumResult, Direction};
+use crate::concurrency::ConcurrencyResult;
+use crate::connect::ConnectResult;
+use crate::machine::{CryptoSpeed, Machine};
+use crate::rtt::RttResult;
+use crate::world::PathKind;
+
+#[derive(Serialize)]
+pub struct Results {
+    pub command: String,
+    pub quick: bool,
+    pub started_unix: u64,
+    pub wall_secs: f64,
+    pub machine: Machine,
+    pub crypto_one_core: Vec<CryptoSpeed>,
+    /// The shell form of each path (with `true` as the remote command).
+    pub paths: Vec<(PathKind, String)>,
+    /// What `ssh -v` says each path negotiated (client side of each hop).
+    pub ciphers: Vec<(PathKind, Vec<String>)>,
+    pub connect: Vec<ConnectResult>,
+    pub bulk: Vec<BulkResult>,
+    pub checksums: Vec<ChecksumResult>,
+    pub rtt: Vec<RttResult>,
+    pub concurrency: Option<ConcurrencyResult>,
+    /// Phases that failed or were skipped, and other remarks.
+    pub notes: Vec<String>,
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.prec$}"),
+        _ => "–".to_owned(),
+    }
+}
+
+impl Results {
+    fn connect(&self, p: PathKind) -> Option<&ConnectResult> {
+        self.connect.iter().find(|c| c.path == p)
+    }
+
+    fn bulk(&self, p: PathKind, d: Direction) -> Option<&BulkResult> {
+        self.bulk.iter().find(|b| b.path == p && b.direction == d)
+    }
+
+    fn rtt(&self, p: PathKind, pty: bool) -> Option<&RttResult> {
+        self.rtt.iter().find(|r| r.path == p && r.pty == pty)
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let m = &self.machine;
+        let _ = writeln!(s, "Command: `{}`", self.command);
+        let _ = writeln!(
+            s,
+            "Machine: {} × {}, {} MiB RAM, Linux {}, {}; vestibule {}; load average {} before, {} after; {:.0} s wall.\n",
+            m.nproc,
+            m.cpu_model,
+            m.mem_total_kib / 1024,
+            m.kernel,
+            m.openssh,
+            m.vestibule_commit,
+            m.loadavg_before,
+            m.loadavg_after,
+            self.wall_secs
+        );
+        let size_mib = self.bulk.first().map_or(0, |b| b.size_bytes >> 20);
+        let runs = self.bulk.first().map_or(0, |b| b.runs);
+        let n_conn = self.connect.first().map_or(0, |c| c.runs);
+        let n_rtt = self.rtt.first().map_or(0, |r| r.samples);
+        let _ = writeln!(
+            s,
+            "| path | connect min / median / p95 (ms, n={n_conn}) | upload MiB/s | download MiB/s | RTT p50 / p99 µs (n={n_rtt}) | RTT PTY p50 / p99 µs |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for p in PathKind::ALL {
+            let c = self.connect(p);
+            let up = self.bulk(p, Direction::Upload).map(|b| b.mib_s_median);
+            let down = self.bulk(p, Direction::Download).map(|b| b.mib_s_median);
+            let r = self.rtt(p, false);
+            let rp = self.rtt(p, true);
+            let _ = writeln!(
+                s,
+                "| {} | {} / {} / {} | {} | {} | {} / {} | {} / {} |",
+                p.label(),
+                fmt_opt(c.map(|c| c.min_ms), 1),
+                fmt_opt(c.map(|c| c.median_ms), 1),
+                fmt_opt(c.map(|c| c.p95_ms), 1),
+                fmt_opt(up, 0),
+                fmt_opt(down, 0),
+                fmt_opt(r.map(|r| r.p50_us), 0),
+                fmt_opt(r.map(|r| r.p99_us), 0),
+                fmt_opt(rp.map(|r| r.p50_us), 0),
+                fmt_opt(rp.map(|r| r.p99_us), 0),
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nBulk: {size_mib} MiB per transfer, median of {runs} interleaved run(s). Connect: `ssh ... true`.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| gateway cost (utime+stime of `vestibule serve`) | vestibule (user:target) | vestibule (-J) | idle baseline (during direct runs) |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|");
+        let cpu_conn = |p| self.connect(p).map(|c| c.gateway_cpu_ms_per_conn);
+        let _ = writeln!(
+            s,
+            "| CPU ms per connection | {} | {} | {} |",
+            fmt_opt(cpu_conn(PathKind::Vestibule), 1),
+            fmt_opt(cpu_conn(PathKind::VestibuleJ), 1),
+            fmt_opt(cpu_conn(PathKind::Direct), 1),
+        );
+        for d in [Direction::Upload, Direction::Download] {
+            let cpu = |p| self.bulk(p, d).map(|b| b.gateway_cpu_s_per_gib);
+            let _ = writeln!(
+                s,
+                "| CPU s per GiB, {} | {} | {} | {} |",
+                if d == Direction::Upload {
+                    "upload"
+                } else {
+                    "download"
+                },
+                fmt_opt(cpu(PathKind::Vestibule), 2),
+                fmt_opt(cpu(PathKind::VestibuleJ), 2),
+                fmt_opt(cpu(PathKind::Direct), 2),
+            );
+        }
+        if let Some(c) = &self.concurrency {
+            let _ = writeln!(
+                s,
+                "\nConcurrency ({}): {} idle sessions opened in {:.1} s ({:.0}/s, at most {} opening at once), gateway CPU {:.1} ms per session; gateway RSS {} KiB before, {} KiB with all open ({:.1} KiB per session), {} KiB after closing them.",
+                c.path.label(),
+                c.sessions,
+                c.open_secs,
+                c.sessions_per_sec,
+                c.max_in_flight,
+                c.gateway_cpu_ms_per_session,
+                c.rss_before_kib,
+                c.rss_after_kib,
+                c.kib_per_session,
+                c.rss_after_close_kib
+            );
+        }
+        if !self.checksums.is_empty() {
+            let all_ok = self
+                .checksums
+                .iter()
+                .all(|c| c.upload_sha256_ok && c.download_sha256_ok);
+            let bytes = self.checksums[0].bytes >> 20;
+            let _ = writeln!(
+                s,
+                "\nByte-exactness: {bytes} MiB of random data each way per path, sha256 {}.",
+                if all_ok {
+                    "identical on every path".to_owned()
+                } else {
+                    let bad: Vec<String> = self
+                        .checksums
+                        .iter()
+                        .filter(|c| !(c.upload_sha256_ok && c.download_sha256_ok))
+                        .map(|c| c.label.to_owned())
+                        .collect();
+                    format!("MISMATCH on {}", bad.join(", "))
+                }
+            );
+        }
+        if !self.crypto_one_core.is_empty() {
+            let speeds: Vec<String> = self
+                .crypto_one_core
+                .iter()
+                .map(|c| format!("{} {:.0} MiB/s", c.cipher, c.mib_s))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\nCipher speed on one core (`openssl speed -evp`, 16 KiB blocks): {}.",
+                speeds.join(", ")
+            );
+        }
+        for (p, c) in &self.ciphers {
+            let _ = writeln!(s, "\nNegotiated ({}): {}.", p.label(), c.join("; "));
+        }
+        for note in &self.notes {
+            let _ = writeln!(s, "\nNote: {note}");
+        }
+        s
+    }
+}

@@ -1,0 +1,85 @@
+//! Order statistics over samples, and gateway CPU accounting.
+
+use anyhow::Result;
+
+use crate::procs;
+
+/// The median (mean of the two middle values for an even count).
+pub fn median(samples: &[f64]) -> f64 {
+    let s = sorted(samples);
+    let n = s.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The nearest-rank percentile `p` (0..=100).
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    let s = sorted(samples);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+pub fn min(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn sorted(samples: &[f64]) -> Vec<f64> {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+/// Counts a process's CPU time in windows attributed to whoever asks.
+pub struct CpuMeter {
+    pid: u32,
+    ticks_per_sec: u64,
+    last: u64,
+}
+
+impl CpuMeter {
+    pub fn new(pid: u32, ticks_per_sec: u64) -> Result<Self> {
+        Ok(Self {
+            pid,
+            ticks_per_sec,
+            last: procs::cpu_ticks(pid)?,
+        })
+    }
+
+    /// Start a new window now.
+    pub fn reset(&mut self) -> Result<()> {
+        self.last = procs::cpu_ticks(self.pid)?;
+        Ok(())
+    }
+
+    /// CPU seconds used since the window started; starts the next window.
+    pub fn lap(&mut self) -> Result<f64> {
+        let now = procs::cpu_ticks(self.pid)?;
+        let used = now.saturating_sub(self.last);
+        self.last = now;
+        Ok(used as f64 / self.ticks_per_sec as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_statistics() {
+        let s = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(median(&s), 3.0);
+        assert_eq!(median(&[1.0, 2.0]), 1.5);
+        assert_eq!(percentile(&s, 50.0), 3.0);
+        assert_eq!(percentile(&s, 95.0), 5.0);
+        assert_eq!(percentile(&s, 0.0), 1.0);
+        assert_eq!(min(&s), 1.0);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 99.0), 99.0);
+    }
+}

@@ -1,0 +1,238 @@
+//! The benchmark world: a target sshd, a plain OpenSSH bastion, the Vestibule
+//! gateway, a client key and an ssh config; and the four paths through them.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use tempfile::TempDir;
+
+use crate::gateway::{self, Gateway};
+use crate::procs;
+use crate::sshd::{self, Sshd};
+
+/// sshd_config line that keeps bash from sourcing ~/.bashrc in sessions.
+pub const SKIP_BASHRC: &str = "SetEnv SHLVL=1";
+
+/// One way from the client to the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathKind {
+    /// `ssh -p TPORT root@127.0.0.1`
+    Direct,
+    /// `ssh -J root@127.0.0.1:BPORT -p TPORT root@127.0.0.1` (plain OpenSSH bastion)
+    Proxyjump,
+    /// `ssh -p GPORT bench:web1@127.0.0.1` (Vestibule, target in the user name)
+    Vestibule,
+    /// `ssh -J bench@127.0.0.1:GPORT root@web1` (Vestibule as ProxyJump)
+    VestibuleJ,
+}
+
+impl PathKind {
+    pub const ALL: [PathKind; 4] = [
+        PathKind::Direct,
+        PathKind::Proxyjump,
+        PathKind::Vestibule,
+        PathKind::VestibuleJ,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Proxyjump => "OpenSSH ProxyJump",
+            PathKind::Vestibule => "vestibule (user:target)",
+            PathKind::VestibuleJ => "vestibule (-J)",
+        }
+    }
+}
+
+/// Everything a run needs; dropping it stops the servers and removes the files.
+/// Field order is drop order: processes first, the directory last.
+pub struct World {
+    pub gateway: Gateway,
+    pub target: Sshd,
+    pub bastion: Sshd,
+    pub root: PathBuf,
+    cfg: PathBuf,
+    ssh_log: PathBuf,
+    _tmp: TempDir,
+}
+
+impl World {
+    pub fn setup(vestibule_bin: &std::path::Path) -> Result<Self> {
+        let tmp = tempfile::Builder::new()
+            .prefix("vestibule-bench-")
+            .tempdir()
+            .context("creating the run directory")?;
+        let root = fs::canonicalize(tmp.path()).context("resolving the run directory")?;
+
+        let key = root.join("client_ed25519");
+        sshd::keygen(&key, "bench-client")?;
+        let client_pub = fs::read_to_string(root.join("client_ed25519.pub"))
+            .context("reading the client public key")?;
+
+        // bash sources ~/.bashrc for commands run by sshd (SSH_CLIENT set,
+        // SHLVL < 2); on a developer box that rc (pyenv, conda...) can cost more
+        // than SSH itself. SHLVL=1 skips it on every path alike, so the figures
+        // measure SSH and the gateway, not root's shell start-up.
+        let target = Sshd::start(&root.join("target"), "target sshd", &[SKIP_BASHRC])?;
+        target.authorize(&client_pub)?;
+        let bastion = Sshd::start(
+            &root.join("bastion"),
+            "bastion sshd",
+            &["AllowTcpForwarding yes", SKIP_BASHRC],
+        )?;
+        bastion.authorize(&client_pub)?;
+
+        let data_dir = root.join("vestibule-data");
+        let gateway = Gateway::start(vestibule_bin, &data_dir, &root.join("vestibule.log"))?;
+        target.trust_user_ca(&gateway.admin(&["ca", "export", "user"])?)?;
+        target.authorize(&gateway.admin(&["gateway-key"])?)?;
+        let tport = target.port.to_string();
+        let host_key = target.host_key_line()?;
+        gateway.admin(&[
+            "target",
+            "add",
+            "web1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &tport,
+            "--login",
+            "root",
+            "--host-key",
+            &host_key,
+        ])?;
+        let pub_path = root.join("client_ed25519.pub");
+        let pub_path = pub_path.to_str().context("non-UTF-8 temp path")?;
+        gateway.admin(&["user", "add", "bench", "--public-key", pub_path])?;
+        gateway.admin(&["role", "add", "ops", "--targets", "*", "--logins", "root"])?;
+        gateway.admin(&["role", "grant", "ops", "bench"])?;
+
+        let cfg = root.join("ssh_config");
+        gateway::write_file(
+            &cfg,
+            &format!(
+                "Host *\n\
+                 \x20 IdentityFile {key}\n\
+                 \x20 IdentitiesOnly yes\n\
+                 \x20 BatchMode yes\n\
+                 \x20 StrictHostKeyChecking no\n\
+                 \x20 UserKnownHostsFile /dev/null\n\
+                 \x20 GlobalKnownHostsFile /dev/null\n\
+                 \x20 LogLevel ERROR\n\
+                 \x20 ControlMaster no\n\
+                 \x20 ControlPath none\n",
+                key = key.display()
+            ),
+        )?;
+        Ok(Self {
+            gateway,
+            target,
+            bastion,
+            cfg,
+            ssh_log: root.join("ssh-client.log"),
+            root,
+            _tmp: tmp,
+        })
+    }
+
+    /// The arguments after `ssh` for `path`, up to (not including) the remote
+    /// command.
+    pub fn ssh_args(&self, path: PathKind, tty: bool) -> Vec<String> {
+        let mut a = vec!["-F".to_owned(), self.cfg.display().to_string()];
+        if tty {
+            a.push("-tt".to_owned());
+        }
+        let (t, b, g) = (self.target.port, self.bastion.port, self.gateway.port);
+        let rest: Vec<String> = match path {
+            PathKind::Direct => vec!["-p".into(), t.to_string(), "root@127.0.0.1".into()],
+            PathKind::Proxyjump => vec![
+                "-J".into(),
+                format!("root@127.0.0.1:{b}"),
+                "-p".into(),
+                t.to_string(),
+                "root@127.0.0.1".into(),
+            ],
+            PathKind::Vestibule => vec!["-p".into(), g.to_string(), "bench:web1@127.0.0.1".into()],
+            PathKind::VestibuleJ => vec![
+                "-J".into(),
+                format!("bench@127.0.0.1:{g}"),
+                "root@web1".into(),
+            ],
+        };
+        a.extend(rest);
+        a
+    }
+
+    /// `ssh ... remote` for `path`; stdin null, stdout null, stderr to the
+    /// client log (callers change what they need).
+    pub fn ssh(&self, path: PathKind, tty: bool, remote: &str) -> Result<Command> {
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.ssh_args(path, tty))
+            .arg(remote)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(procs::append_file(&self.ssh_log)?);
+        Ok(cmd)
+    }
+
+    /// The shell form of a path's command, for the report.
+    pub fn describe(&self, path: PathKind, remote: &str) -> String {
+        let args = self.ssh_args(path, false)[2..].join(" ");
+        format!("ssh -F cfg {args} '{remote}'")
+    }
+
+    /// Check that every path logs in and runs a command.
+    pub fn check_paths(&self) -> Result<()> {
+        for path in PathKind::ALL {
+            let out = self
+                .ssh(path, false, "echo ok")?
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output()
+                .with_context(|| format!("running ssh for {}", path.label()))?;
+            if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim() != "ok" {
+                bail!(
+                    "path {} does not work ({}): {}\n{}\n{}\n{}",
+                    path.label(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    self.gateway.log_tail(),
+                    self.target.log_tail(),
+                    self.bastion.log_tail(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The key exchange and ciphers `ssh -v` reports negotiating on `path` (one line per hop
+    /// and direction, deduplicated).
+    pub fn negotiated(&self, path: PathKind) -> Result<Vec<String>> {
+        let out = Command::new("ssh")
+            .arg("-v")
+            .args(self.ssh_args(path, false))
+            .arg("true")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running ssh -v for {}", path.label()))?;
+        let mut found: Vec<String> = Vec::new();
+        for line in String::from_utf8_lossy(&out.stderr).lines() {
+            if let Some((_, kex)) = line.split_once("kex: ")
+                && (kex.contains("cipher:") || kex.starts_with("algorithm:"))
+                && !found.iter().any(|f| f == kex)
+            {
+                found.push(kex.to_owned());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Tail of the ssh clients' stderr, for error messages.
+    pub fn ssh_log_tail(&self) -> String {
+        procs::tail_of(&self.ssh_log, 2000)
+    }
+}
