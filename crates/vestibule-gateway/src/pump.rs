@@ -6,6 +6,7 @@
 //! nothing takes a lock shared with other sessions, and nothing touches the
 //! database. Payloads are reference-counted `Bytes`, passed on without copying.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use russh::{Channel, ChannelMsg, client, server};
@@ -22,22 +23,36 @@ pub struct Traffic {
 /// After one side closes, how long the other may take to finish before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
+/// What kind of channel is bridged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChannelKind {
+    /// A session (shell, exec, subsystem): ends with an exit status.
+    Session,
+    /// A forwarded TCP connection: EOF is a half-close and passes at once.
+    Forward,
+}
+
 /// Bridge a person's channel and a target's channel until both are closed.
 pub(crate) async fn bridge(
     person: Channel<server::Msg>,
     target: Channel<client::Msg>,
     handle: server::Handle,
+    kind: ChannelKind,
 ) -> Traffic {
     let person_id = person.id();
     let (mut from_person, to_person) = person.split();
     let (mut from_target, to_target) = target.split();
 
-    let upstream = async move {
-        let mut bytes = 0u64;
+    // Counted here rather than returned, so the count survives when the upstream
+    // half is dropped unfinished (after the target ends the channel).
+    let uploaded = AtomicU64::new(0);
+    let upstream = async {
+        let bytes = &uploaded;
         while let Some(msg) = from_person.wait().await {
+            tracing::trace!(channel = ?person_id, ?msg, "from person");
             let sent = match msg {
                 ChannelMsg::Data { data } => {
-                    bytes += data.len() as u64;
+                    bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                     to_target.data_bytes(data).await
                 }
                 ChannelMsg::Eof => to_target.eof().await,
@@ -59,13 +74,19 @@ pub(crate) async fn bridge(
                 break;
             }
         }
+        tracing::trace!(channel = ?person_id, "upstream done");
         let _ = to_target.close().await;
-        bytes
     };
 
     let downstream = async move {
         let mut traffic = Traffic::default();
+        // sshd may send EOF before the exit status (when the output closes before
+        // the process is reaped). A client that has its EOF both ways may close
+        // the channel at once and lose the status, so a session's EOF is held
+        // until the status (or the close) arrives.
+        let mut eof_held = false;
         while let Some(msg) = from_target.wait().await {
+            tracing::trace!(channel = ?person_id, ?msg, "from target");
             let sent = match msg {
                 ChannelMsg::Data { data } => {
                     traffic.bytes_from_target += data.len() as u64;
@@ -75,10 +96,15 @@ pub(crate) async fn bridge(
                     traffic.bytes_from_target += data.len() as u64;
                     to_person.extended_data_bytes(ext, data).await
                 }
+                ChannelMsg::Eof if kind == ChannelKind::Session => {
+                    eof_held = true;
+                    Ok(())
+                }
                 ChannelMsg::Eof => to_person.eof().await,
                 ChannelMsg::ExitStatus { exit_status } => {
                     traffic.exit_status = Some(exit_status);
-                    to_person.exit_status(exit_status).await
+                    let sent = to_person.exit_status(exit_status).await;
+                    release_eof(&to_person, &mut eof_held, sent).await
                 }
                 ChannelMsg::ExitSignal {
                     signal_name,
@@ -87,7 +113,7 @@ pub(crate) async fn bridge(
                     lang_tag,
                 } => {
                     traffic.exit_signal = true;
-                    handle
+                    let sent = handle
                         .exit_signal_request(
                             person_id,
                             signal_name,
@@ -96,7 +122,8 @@ pub(crate) async fn bridge(
                             lang_tag,
                         )
                         .await
-                        .map_err(|_| russh::Error::SendError)
+                        .map_err(|_| russh::Error::SendError);
+                    release_eof(&to_person, &mut eof_held, sent).await
                 }
                 ChannelMsg::Close => break,
                 _ => Ok(()),
@@ -105,20 +132,33 @@ pub(crate) async fn bridge(
                 break;
             }
         }
+        tracing::trace!(channel = ?person_id, "downstream done");
+        let _ = release_eof(&to_person, &mut eof_held, Ok(())).await;
         let _ = to_person.close().await;
         traffic
     };
 
     tokio::pin!(upstream, downstream);
-    tokio::select! {
-        mut traffic = &mut downstream => {
-            traffic.bytes_to_target = tokio::time::timeout(CLOSE_GRACE, upstream).await.unwrap_or(0);
-            traffic
-        }
-        bytes = &mut upstream => {
-            let mut traffic = tokio::time::timeout(CLOSE_GRACE, downstream).await.unwrap_or_default();
-            traffic.bytes_to_target = bytes;
-            traffic
-        }
+    // Once the target has ended the channel (and we closed the person's side),
+    // nothing is left to carry upstream: russh may never deliver the person's
+    // closing reply to a channel we closed, so waiting for it would only hang.
+    let mut traffic = tokio::select! {
+        traffic = &mut downstream => traffic,
+        () = &mut upstream => tokio::time::timeout(CLOSE_GRACE, downstream).await.unwrap_or_default(),
+    };
+    traffic.bytes_to_target = uploaded.load(Ordering::Relaxed);
+    traffic
+}
+
+/// Send a held EOF after what had to precede it was sent.
+async fn release_eof(
+    to_person: &russh::ChannelWriteHalf<server::Msg>,
+    eof_held: &mut bool,
+    before: Result<(), russh::Error>,
+) -> Result<(), russh::Error> {
+    before?;
+    if std::mem::take(eof_held) {
+        to_person.eof().await?;
     }
+    Ok(())
 }

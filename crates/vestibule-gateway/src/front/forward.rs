@@ -73,5 +73,12 @@ pub(crate) async fn run(
         kind: format!("port-forward: {host}:{port}"),
         because: forward_grant.because().to_owned(),
     };
-    bridge_observed(&ctx, started, channel, remote).await;
+    bridge_observed(
+        &ctx,
+        started,
+        crate::pump::ChannelKind::Forward,
+        channel,
+        remote,
+    )
+    .await;
 }

@@ -173,7 +173,7 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         kind: command.kind(),
         because: grant.because().to_owned(),
     };
-    bridge_observed(&ctx, started, channel, remote).await;
+    bridge_observed(&ctx, started, pump::ChannelKind::Session, channel, remote).await;
 }
 
 /// What a session (or a forward) is, for the event that says it started.
@@ -189,6 +189,7 @@ pub(crate) struct Started {
 pub(crate) async fn bridge_observed(
     ctx: &SessionContext,
     started: Started,
+    kind: pump::ChannelKind,
     person: Channel<Msg>,
     remote: Channel<client::Msg>,
 ) {
@@ -204,7 +205,7 @@ pub(crate) async fn bridge_observed(
         because: started.because,
         peer: ctx.peer,
     });
-    let traffic = pump::bridge(person, remote, ctx.handle.clone()).await;
+    let traffic = pump::bridge(person, remote, ctx.handle.clone(), kind).await;
     let outcome = if traffic.exit_signal {
         "signal"
     } else {
