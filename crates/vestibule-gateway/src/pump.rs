@@ -49,7 +49,6 @@ pub(crate) async fn bridge(
     let upstream = async {
         let bytes = &uploaded;
         while let Some(msg) = from_person.wait().await {
-            tracing::trace!(channel = ?person_id, ?msg, "from person");
             let sent = match msg {
                 ChannelMsg::Data { data } => {
                     bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -86,7 +85,6 @@ pub(crate) async fn bridge(
         // until the status (or the close) arrives.
         let mut eof_held = false;
         while let Some(msg) = from_target.wait().await {
-            tracing::trace!(channel = ?person_id, ?msg, "from target");
             let sent = match msg {
                 ChannelMsg::Data { data } => {
                     traffic.bytes_from_target += data.len() as u64;

@@ -111,18 +111,7 @@ impl DataDir {
 
     pub fn load_key(&self, relative: &str) -> Result<PrivateKey> {
         let path = self.resolve(relative);
-        let mode = fs::metadata(&path)
-            .with_context(|| format!("cannot read key {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "key {} is readable by others (mode {:o}); run `chmod 600 {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
-        }
+        require_private(&path)?;
         let pem = zeroize::Zeroizing::new(
             fs::read_to_string(&path)
                 .with_context(|| format!("cannot read key {}", path.display()))?,
@@ -166,6 +155,23 @@ impl DataDir {
         write_new_file(&self.config_path(), TEMPLATE.as_bytes(), 0o600)?;
         Ok(())
     }
+}
+
+/// Refuse a private key file that group or others can read.
+pub fn require_private(path: &Path) -> Result<()> {
+    let mode = fs::metadata(path)
+        .with_context(|| format!("cannot read key {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "key {} is readable by others (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {

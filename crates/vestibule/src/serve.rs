@@ -86,6 +86,7 @@ fn api_server(
     user_ca: Arc<LiveKeyring>,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
     let (cert, key) = dir.tls_paths(config);
+    crate::datadir::require_private(&key)?;
     let (tls, fingerprint) = crate::tls::server_config(&cert, &key)?;
     let address = args.http_listen.unwrap_or(config.http.listen);
     let listener = std::net::TcpListener::bind(address)
