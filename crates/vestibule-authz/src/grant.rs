@@ -2,13 +2,15 @@
 
 use vestibule_core::Target;
 
+use crate::Verdict;
+
 /// Proof that `person` may open sessions on `target` as `login`.
 #[derive(Debug, Clone)]
 pub struct SessionGrant {
     person: String,
     target: Target,
     login: String,
-    because: String,
+    verdict: Verdict,
     may_forward_ports: bool,
 }
 
@@ -17,14 +19,14 @@ impl SessionGrant {
         person: String,
         target: Target,
         login: String,
-        because: String,
+        verdict: Verdict,
         may_forward_ports: bool,
     ) -> Self {
         Self {
             person,
             target,
             login,
-            because,
+            verdict,
             may_forward_ports,
         }
     }
@@ -46,9 +48,14 @@ impl SessionGrant {
         &self.login
     }
 
-    /// The rule that allowed it, for the audit trail.
-    pub fn because(&self) -> &str {
-        &self.because
+    /// The policies that allowed it, for the audit trail (comma-separated ids).
+    pub fn because(&self) -> String {
+        self.verdict.policies_text()
+    }
+
+    /// The decision that allowed it.
+    pub fn verdict(&self) -> &Verdict {
+        &self.verdict
     }
 }
 

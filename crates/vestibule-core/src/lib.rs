@@ -12,7 +12,7 @@ mod target;
 
 pub use names::{ConnectionRequest, validate_login, validate_name};
 pub use role::Role;
-pub use selector::{Selector, SelectorError};
+pub use selector::{Selector, SelectorError, Term as SelectorTerm};
 pub use target::{HostKeyPolicy, Label, Target, TargetCredential};
 
 /// A name that failed validation, with the rule it broke.

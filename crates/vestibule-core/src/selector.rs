@@ -12,10 +12,14 @@ pub struct Selector {
     terms: Vec<Term>,
 }
 
+/// One term of a selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Term {
+pub enum Term {
+    /// `*`
     Everything,
+    /// A target's name.
     Name(String),
+    /// `key=value`
     Label(Label),
 }
 
@@ -49,6 +53,10 @@ impl Selector {
             });
         }
         Ok(Self { terms })
+    }
+
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
     }
 
     pub fn matches(&self, target: &Target) -> bool {

@@ -31,7 +31,12 @@ pub enum SessionEvent {
         person: String,
         target: String,
         login: Option<String>,
+        /// The Cedar action asked for, e.g. `ssh.shell`.
+        action: &'static str,
         reason: String,
+        /// The policies that decided (`default-deny` when none did); `None`
+        /// when the refusal came before policy (a lock, an unknown target).
+        policies: Option<String>,
     },
     SessionStarted {
         session_id: String,
@@ -40,7 +45,9 @@ pub enum SessionEvent {
         login: String,
         kind: String,
         via_jump: bool,
+        /// The policies that allowed it.
         because: String,
+        ticket: Option<String>,
         peer: Option<SocketAddr>,
     },
     SessionEnded {
@@ -49,6 +56,13 @@ pub enum SessionEvent {
         bytes_from_target: u64,
         exit_status: Option<u32>,
         outcome: String,
+    },
+    AccessRequested {
+        request_id: String,
+        person: String,
+        target: String,
+        login: String,
+        reason: String,
     },
     TargetFailed {
         person: String,

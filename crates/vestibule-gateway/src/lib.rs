@@ -22,6 +22,7 @@ pub mod back;
 pub mod certs;
 pub mod events;
 mod front;
+mod live;
 pub mod pump;
 pub mod route;
 
@@ -52,6 +53,31 @@ pub struct GatewaySettings {
     pub store: Store,
     pub authorizer: Authorizer,
     pub events: EventSink,
+    pub access_requests: AccessRequestSettings,
+}
+
+/// Just-in-time access: how requests filed over SSH are made and waited for.
+#[derive(Debug, Clone)]
+pub struct AccessRequestSettings {
+    /// How long a grant filed at the SSH prompt lasts.
+    pub duration: Duration,
+    /// Approvals (by people other than the requester) a request needs.
+    pub approvals_required: i64,
+    /// How long a person's session waits for approval.
+    pub wait_timeout: Duration,
+    /// How long sessions may outlive the grant they rest on.
+    pub grace: Duration,
+}
+
+impl Default for AccessRequestSettings {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(3600),
+            approvals_required: 1,
+            wait_timeout: Duration::from_secs(300),
+            grace: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The front end's russh configuration, rebuilt when the host CA rotates or the
@@ -72,6 +98,7 @@ pub(crate) struct Shared {
     /// For targets verified by a host CA: also asks for host certificates.
     pub certified_client_config: Arc<russh::client::Config>,
     front: RwLock<Option<FrontConfig>>,
+    live: Arc<live::LiveSessions>,
 }
 
 /// A gateway ready to accept connections.
@@ -100,6 +127,7 @@ impl Gateway {
                 client_config,
                 certified_client_config,
                 front: RwLock::new(None),
+                live: Arc::default(),
             }),
         }
     }
@@ -108,6 +136,20 @@ impl Gateway {
     pub async fn serve(&self, listener: TcpListener) -> Result<(), ServeError> {
         // Fail at start, not at the first connection, if the host CA is unusable.
         self.shared.front_config().await?;
+        match self.shared.settings.store.end_orphaned_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                sessions = n,
+                "sessions left open by a previous run marked ended"
+            ),
+            Err(error) => tracing::error!(%error, "cannot close sessions of a previous run"),
+        }
+        let supervisor = tokio::spawn(live::supervise(
+            self.shared.live.clone(),
+            self.shared.settings.store.clone(),
+            self.shared.settings.access_requests.grace,
+        ));
+        let _stop_supervisor = AbortOnDrop(supervisor);
         loop {
             let (socket, peer) = listener.accept().await?;
             let shared = self.shared.clone();
@@ -131,6 +173,14 @@ impl Gateway {
                 }
             });
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

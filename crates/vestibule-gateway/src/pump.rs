@@ -6,10 +6,12 @@
 //! nothing takes a lock shared with other sessions, and nothing touches the
 //! database. Payloads are reference-counted `Bytes`, passed on without copying.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use russh::{Channel, ChannelMsg, client, server};
+
+use crate::live::LiveCounters;
 
 /// What crossed a channel, reported when it ends.
 #[derive(Debug, Default, Clone, Copy)]
@@ -38,16 +40,17 @@ pub(crate) async fn bridge(
     target: Channel<client::Msg>,
     handle: server::Handle,
     kind: ChannelKind,
+    counters: &LiveCounters,
 ) -> Traffic {
     let person_id = person.id();
     let (mut from_person, to_person) = person.split();
     let (mut from_target, to_target) = target.split();
 
-    // Counted here rather than returned, so the count survives when the upstream
-    // half is dropped unfinished (after the target ends the channel).
-    let uploaded = AtomicU64::new(0);
+    // Counted in the session's shared counters rather than returned, so the
+    // count survives when the upstream half is dropped unfinished (after the
+    // target ends the channel) and live sessions can be listed with their bytes.
     let upstream = async {
-        let bytes = &uploaded;
+        let bytes = &counters.to_target;
         while let Some(msg) = from_person.wait().await {
             let sent = match msg {
                 ChannelMsg::Data { data } => {
@@ -77,6 +80,7 @@ pub(crate) async fn bridge(
         let _ = to_target.close().await;
     };
 
+    let downloaded = &counters.from_target;
     let downstream = async move {
         let mut traffic = Traffic::default();
         // sshd may send EOF before the exit status (when the output closes before
@@ -87,11 +91,11 @@ pub(crate) async fn bridge(
         while let Some(msg) = from_target.wait().await {
             let sent = match msg {
                 ChannelMsg::Data { data } => {
-                    traffic.bytes_from_target += data.len() as u64;
+                    downloaded.fetch_add(data.len() as u64, Ordering::Relaxed);
                     to_person.data_bytes(data).await
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
-                    traffic.bytes_from_target += data.len() as u64;
+                    downloaded.fetch_add(data.len() as u64, Ordering::Relaxed);
                     to_person.extended_data_bytes(ext, data).await
                 }
                 ChannelMsg::Eof if kind == ChannelKind::Session => {
@@ -144,7 +148,8 @@ pub(crate) async fn bridge(
         traffic = &mut downstream => traffic,
         () = &mut upstream => tokio::time::timeout(CLOSE_GRACE, downstream).await.unwrap_or_default(),
     };
-    traffic.bytes_to_target = uploaded.load(Ordering::Relaxed);
+    traffic.bytes_to_target = counters.to_target.load(Ordering::Relaxed);
+    traffic.bytes_from_target = counters.from_target.load(Ordering::Relaxed);
     traffic
 }
 

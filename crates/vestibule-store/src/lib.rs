@@ -9,7 +9,10 @@
 
 mod certificates;
 mod error;
+mod locks;
+mod requests;
 mod roles;
+mod sessions;
 mod targets;
 mod users;
 
@@ -23,7 +26,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use certificates::CertificateRecord;
 pub use error::StoreError;
+pub use locks::{Lock, LockKind};
+pub use requests::{AccessRequest, DecideError, RequestState};
 pub use roles::RoleRecord;
+pub use sessions::{SessionRecord, SessionStart};
 pub use users::UserCredentials;
 
 /// A handle on the database; cheap to clone.
@@ -58,6 +64,11 @@ fn migrator() -> Migrator {
             "revocations",
             include_str!("../migrations/sqlite/0003_revocations.sql"),
         ),
+        migration(
+            4,
+            "access broker",
+            include_str!("../migrations/sqlite/0004_access_broker.sql"),
+        ),
     ])
 }
 
@@ -91,11 +102,16 @@ impl Store {
     }
 }
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A fresh random id: 16 hex digits.
+pub(crate) fn new_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 #[cfg(test)]

@@ -44,6 +44,122 @@ pub enum Command {
     SshConfig(SshConfigArgs),
     /// Get a short-lived SSH certificate from a gateway (runs on your machine).
     Login(LoginArgs),
+    /// Cedar policies: validate, explain a decision, print the schema.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Locks: stop a person, a target or a role's holders at once.
+    #[command(subcommand)]
+    Lock(LockCommand),
+    /// Live sessions: list and end them.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Just-in-time access requests.
+    #[command(subcommand)]
+    Request(RequestCommand),
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Validate the policy files against the schema (file:line:column on error).
+    Check,
+    /// Print the decision for a request and the policies that took it.
+    Explain {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        login: String,
+        /// ssh.shell, ssh.exec, ssh.sftp, ssh.port_forward, request.create, request.approve.
+        #[arg(long, default_value = "ssh.shell")]
+        action: String,
+        /// Context values: source_ip=10.0.0.1, ticket=INC-1, auth_method=password,
+        /// mfa=true, time=2026-11-28T10:00:00Z, command=uptime, grant=ID,
+        /// destination=host:port, requester=NAME (repeatable).
+        #[arg(long = "context", value_name = "KEY=VALUE")]
+        context: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the Cedar schema policies are validated against.
+    Schema,
+    /// Print the Cedar policies the roles stand for.
+    Roles,
+}
+
+#[derive(Subcommand)]
+pub enum LockCommand {
+    /// Lock a person, a target or a role: live sessions end, new ones are refused.
+    Add {
+        #[arg(long, group = "what", required = true)]
+        user: Option<String>,
+        #[arg(long, group = "what")]
+        target: Option<String>,
+        #[arg(long, group = "what")]
+        role: Option<String>,
+        /// How long, e.g. 2h, 30m (default: until removed).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    List(ListArgs),
+    Remove {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCommand {
+    /// Live sessions: who, target, login, since, bytes, ticket.
+    List(ListArgs),
+    /// End a live session (the person sees the reason).
+    Kill {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RequestCommand {
+    /// File a request for access to a target as a login.
+    Create {
+        /// Who asks (a registered person).
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        login: String,
+        /// How long the grant lasts once approved, e.g. 1h.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Pending and active requests (all with --all).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Approve a request as a person whom policy lets approve it.
+    Approve {
+        id: String,
+        /// The approving person.
+        #[arg(long = "as", value_name = "PERSON")]
+        approver: String,
+    },
+    /// Deny a request.
+    Deny {
+        id: String,
+        #[arg(long = "as", value_name = "PERSON")]
+        approver: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -47,6 +47,19 @@ listen = "0.0.0.0:8443"
 tls_cert = "tls/cert.pem"
 tls_key = "tls/key.pem"
 
+[access_requests]
+# Just-in-time access (`vestibule request ...`, or filed at the SSH prompt by a
+# person whom policy lets request a target). Policies under policies/ decide who
+# may request (action request.create) and approve (request.approve).
+# How long a grant filed at the SSH prompt lasts, in seconds.
+duration_secs = 3600
+# Approvals, by people other than the requester, that a request needs.
+approvals_required = 1
+# How long a person's SSH session waits for approval, in seconds.
+wait_timeout_secs = 300
+# Seconds that sessions may outlive the grant they rest on before they are ended.
+grace_secs = 60
+
 [database]
 # The embedded SQLite database file.
 sqlite = "vestibule.db"
@@ -72,6 +85,39 @@ pub struct Config {
     pub ca: CaConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub access_requests: AccessRequestsConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessRequestsConfig {
+    pub duration_secs: u64,
+    pub approvals_required: u32,
+    pub wait_timeout_secs: u64,
+    pub grace_secs: u64,
+}
+
+impl Default for AccessRequestsConfig {
+    fn default() -> Self {
+        Self {
+            duration_secs: 3600,
+            approvals_required: 1,
+            wait_timeout_secs: 300,
+            grace_secs: 60,
+        }
+    }
+}
+
+impl AccessRequestsConfig {
+    pub fn settings(&self) -> vestibule_gateway::AccessRequestSettings {
+        vestibule_gateway::AccessRequestSettings {
+            duration: Duration::from_secs(self.duration_secs.max(60)),
+            approvals_required: i64::from(self.approvals_required.max(1)),
+            wait_timeout: Duration::from_secs(self.wait_timeout_secs),
+            grace: Duration::from_secs(self.grace_secs),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

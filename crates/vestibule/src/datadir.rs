@@ -120,6 +120,25 @@ impl DataDir {
             .with_context(|| format!("cannot parse key {}", path.display()))
     }
 
+    /// Where operators' Cedar policies live.
+    pub fn policies_dir(&self) -> PathBuf {
+        self.root.join("policies")
+    }
+
+    /// Make the policy directory with the default policies, if it is missing.
+    pub fn ensure_policies(&self) -> Result<()> {
+        let dir = self.policies_dir();
+        if dir.exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write_new_file(
+            &dir.join("access-requests.cedar"),
+            DEFAULT_POLICIES.as_bytes(),
+            0o644,
+        )
+    }
+
     /// Create a fresh data dir. Refuses if one already exists there.
     pub async fn init(&self) -> Result<()> {
         if self.is_initialised() {
@@ -145,6 +164,7 @@ impl DataDir {
         }
         self.ensure_cas()?;
         self.ensure_tls(&config)?;
+        self.ensure_policies()?;
         let db = self.resolve(&config.database.sqlite);
         Store::open_sqlite(&db, true)
             .await
@@ -156,6 +176,42 @@ impl DataDir {
         Ok(())
     }
 }
+
+/// The policies a new data dir starts with: approved just-in-time requests
+/// allow what they name, and holders of the role `approvers` may approve.
+const DEFAULT_POLICIES: &str = r#"// Default policies, written by `vestibule init`. Edit freely: the gateway
+// reloads this directory when a file changes (or on SIGHUP) and keeps the
+// policies in force if a change does not validate (`vestibule policy check`).
+// The schema: `vestibule policy schema`. Roles (`vestibule role`) add their own
+// policies: `vestibule policy roles`.
+
+// A session that an approved just-in-time request covers
+// (`vestibule request approve`) is allowed until the grant expires.
+@id("jit-grant")
+permit (principal, action in Vestibule::Action::"ssh.session", resource)
+when { context has grant };
+
+// Holders of the role "approvers" may approve others' requests
+// (nobody may approve their own).
+@id("approvers")
+permit (
+  principal in Vestibule::Role::"approvers",
+  action == Vestibule::Action::"request.approve",
+  resource
+);
+
+// Example: anyone may request access to staging targets.
+// @id("request-staging")
+// permit (principal, action == Vestibule::Action::"request.create", resource)
+// when { resource.hasTag("env") && resource.getTag("env") == "staging" };
+
+// Example: production needs a ticket (ssh -o SetEnv=VESTIBULE_TICKET=INC-1234 ...).
+// @id("prod-needs-ticket")
+// @reason("production needs a ticket: ssh -o SetEnv=VESTIBULE_TICKET=INC-1234 ...")
+// forbid (principal, action in Vestibule::Action::"ssh.session", resource)
+// when { resource.hasTag("env") && resource.getTag("env") == "prod" }
+// unless { context has ticket };
+"#;
 
 /// Refuse a private key file that group or others can read.
 pub fn require_private(path: &Path) -> Result<()> {

@@ -23,7 +23,7 @@ fn home() -> PathBuf {
 }
 
 /// Parse `8h`, `30m`, `90s` or plain seconds.
-fn parse_ttl(text: &str) -> Result<u64> {
+pub(crate) fn parse_ttl(text: &str) -> Result<u64> {
     let text = text.trim();
     let (digits, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())

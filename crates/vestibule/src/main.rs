@@ -6,12 +6,14 @@
 //! Must not touch: SSH protocol details (vestibule-gateway), SQL (vestibule-store),
 //! authorization rules (vestibule-authz).
 
+mod access;
 mod admin;
 mod ca;
 mod cli;
 mod config;
 mod datadir;
 mod login;
+mod policy;
 mod serve;
 mod tls;
 
@@ -65,5 +67,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ca(command) => ca::run(&dir, command).await,
         Command::SshConfig(args) => ca::ssh_config(&dir, args).await,
         Command::Login(args) => login::run(args).await,
+        Command::Policy(command) => policy::run(&dir, command).await,
+        Command::Lock(command) => access::lock(&dir, command).await,
+        Command::Sessions(command) => access::sessions(&dir, command).await,
+        Command::Request(command) => access::request(&dir, command).await,
     }
 }

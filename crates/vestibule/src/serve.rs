@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use vestibule_authz::Authorizer;
+use vestibule_authz::{Authorizer, CedarEngine, PolicyDir, PolicyError};
 use vestibule_ca::{CaKind, LiveKeyring};
 use vestibule_gateway::{EventSink, Gateway, GatewaySettings, events};
 
@@ -35,6 +35,9 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    dir.ensure_policies()?;
+    let policies = Arc::new(open_policies(&dir)?);
+    tokio::spawn(reload_on_hangup(policies.clone()));
     let store = dir.open_store(&config).await?;
     let (events, receiver) = EventSink::bounded(EVENT_BUFFER);
     tokio::spawn(events::log_events(receiver));
@@ -48,8 +51,9 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         host_ca: LiveKeyring::open(&dir.ca_root(), CaKind::Host)?,
         certificates: config.certificate_settings(),
         store,
-        authorizer: Authorizer::roles(),
+        authorizer: Authorizer::new(Box::new(policies)),
         events,
+        access_requests: config.access_requests.settings(),
     };
     let host_fingerprint = settings
         .host_key
@@ -101,6 +105,38 @@ fn api_server(
         max_login_ttl: Duration::from_secs(config.ca.max_login_ttl_secs),
     });
     Ok(vestibule_api::serve_tls(listener, tls, router))
+}
+
+/// The Cedar engine over the data dir's policies. A set with problems stops the
+/// start, with each problem's file, line and column.
+fn open_policies(dir: &DataDir) -> Result<CedarEngine> {
+    let policies = PolicyDir::new(dir.policies_dir());
+    match CedarEngine::open(policies) {
+        Ok(engine) => Ok(engine),
+        Err(PolicyError::Invalid { problems }) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            anyhow::bail!(
+                "{} problem(s) in the policy files under {}; fix them (`vestibule policy check`) and start again",
+                problems.len(),
+                dir.policies_dir().display()
+            )
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// SIGHUP reloads the policy files (they are also reloaded when they change).
+async fn reload_on_hangup(engine: Arc<CedarEngine>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        // The engine logs the outcome; a refused set leaves the old one in force.
+        let _ = engine.reload();
+    }
 }
 
 async fn shutdown_signal() {

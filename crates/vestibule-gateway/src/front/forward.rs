@@ -6,7 +6,8 @@ use russh::{Channel, ChannelOpenFailure};
 
 use super::session::{Destination, SessionContext, Started, bridge_observed};
 use crate::events::SessionEvent;
-use crate::route::{self, RouteError, new_session_id};
+use crate::route::{self, Ask, RouteError, new_session_id};
+use vestibule_authz::SessionKind;
 
 pub(crate) async fn run(
     ctx: SessionContext,
@@ -24,27 +25,29 @@ pub(crate) async fn run(
     let Ok(port) = u16::try_from(port) else {
         return reply.reject(ChannelOpenFailure::ConnectFailed).await;
     };
-    let (session_grant, forward_grant) = match route::authorize_forward(
-        &ctx.shared,
-        &ctx.person,
+    let ask = Ask {
+        person: &ctx.person,
         target,
-        login.as_deref(),
-        &host,
-        port,
-    )
-    .await
-    {
-        Ok(grants) => grants,
-        Err(RouteError::Internal(_)) => {
-            return reply.reject(ChannelOpenFailure::ConnectFailed).await;
-        }
-        Err(_) => {
-            return reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-        }
+        login: login.as_deref(),
+        kind: SessionKind::Shell,
+        peer: ctx.peer,
+        auth_method: ctx.auth_method,
+        ticket: None,
     };
-    let opened = match ctx.links.get(&ctx.shared, &session_grant).await {
+    let (authorized, forward_grant) =
+        match route::authorize_forward(&ctx.shared, &ask, &host, port).await {
+            Ok(grants) => grants,
+            Err(RouteError::Internal(_)) => {
+                return reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+            Err(_) => {
+                return reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+            }
+        };
+    let session_grant = &authorized.grant;
+    let opened = match ctx.links.get(&ctx.shared, session_grant).await {
         Ok(link) => {
             link.open_forward(&forward_grant, (&originator.0, originator.1))
                 .await
@@ -72,6 +75,12 @@ pub(crate) async fn run(
         login: session_grant.login().to_owned(),
         kind: format!("port-forward: {host}:{port}"),
         because: forward_grant.because().to_owned(),
+        ticket: None,
+        roles: authorized.roles.clone(),
+        jit: authorized
+            .jit
+            .as_ref()
+            .map(|j| (j.id.clone(), j.expires_at.unwrap_or(0))),
     };
     bridge_observed(
         &ctx,

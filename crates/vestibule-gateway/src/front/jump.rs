@@ -45,7 +45,13 @@ pub(crate) async fn run(
         certificates,
     ));
     reply.accept().await;
-    let inner = Connection::jump(ctx.shared.clone(), ctx.peer, ctx.person.clone(), target);
+    let inner = Connection::jump(
+        ctx.shared.clone(),
+        ctx.peer,
+        ctx.person.clone(),
+        target,
+        ctx.auth_method,
+    );
     match russh::server::run_stream(config, channel.into_stream(), inner).await {
         Ok(session) => {
             if let Err(error) = session.await {

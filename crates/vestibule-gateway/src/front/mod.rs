@@ -5,6 +5,7 @@ mod forward;
 pub(crate) mod jump;
 mod links;
 mod picker;
+mod request;
 mod session;
 
 use std::net::SocketAddr;
@@ -31,15 +32,23 @@ pub enum FrontError {
 
 /// Environment variables a person may pass to the target.
 fn env_allowed(name: &str) -> bool {
-    name == "TERM" || name == "LANG" || name.starts_with("LC_")
+    name == "TERM" || name == "LANG" || name.starts_with("LC_") || name == TICKET_ENV
 }
+
+/// The variable a person names their ticket in (`ssh -o SetEnv=VESTIBULE_TICKET=INC-1234`).
+/// It is attached to the session, not passed to the target.
+const TICKET_ENV: &str = "VESTIBULE_TICKET";
 
 enum Role {
     /// A connection from a person's client.
     Outer,
     /// The inner server of a ProxyJump hop: the person is already known; the
     /// inner user name is the login on `target` (the name the client asked for).
-    Jump { person: String, target: String },
+    Jump {
+        person: String,
+        target: String,
+        auth_method: &'static str,
+    },
 }
 
 /// One SSH connection's state, as russh's server handler.
@@ -47,8 +56,9 @@ pub struct Connection {
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
     role: Role,
-    /// Set once authentication succeeds.
-    authenticated: Option<(String, Destination)>,
+    /// Set once authentication succeeds: the person, where they go, and how
+    /// they proved who they are.
+    authenticated: Option<(String, Destination, &'static str)>,
     links: LinkCache,
 }
 
@@ -68,22 +78,28 @@ impl Connection {
         peer: Option<SocketAddr>,
         person: String,
         target: String,
+        auth_method: &'static str,
     ) -> Self {
         Self {
             shared,
             peer,
-            role: Role::Jump { person, target },
+            role: Role::Jump {
+                person,
+                target,
+                auth_method,
+            },
             authenticated: None,
             links: LinkCache::default(),
         }
     }
 
     fn context(&self, handle: russh::server::Handle) -> Option<SessionContext> {
-        let (person, destination) = self.authenticated.clone()?;
+        let (person, destination, auth_method) = self.authenticated.clone()?;
         Some(SessionContext {
             shared: self.shared.clone(),
             person,
             destination,
+            auth_method,
             links: self.links.clone(),
             handle,
             peer: self.peer,
@@ -93,7 +109,12 @@ impl Connection {
 
     /// The inner hop of ProxyJump authenticates on the strength of the outer one.
     fn accept_jump(&mut self, login: &str) -> Option<Auth> {
-        let Role::Jump { person, target } = &self.role else {
+        let Role::Jump {
+            person,
+            target,
+            auth_method,
+        } = &self.role
+        else {
             return None;
         };
         self.authenticated = Some((
@@ -102,6 +123,7 @@ impl Connection {
                 target: target.clone(),
                 login: Some(login.to_owned()),
             },
+            auth_method,
         ));
         Some(Auth::Accept)
     }
@@ -122,7 +144,7 @@ impl Connection {
             },
             None => Destination::Choose,
         };
-        self.authenticated = Some((request.person, destination));
+        self.authenticated = Some((request.person, destination, method));
         Auth::Accept
     }
 
@@ -409,7 +431,7 @@ impl russh::server::Handler for Connection {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        if let Some((person, _)) = &self.authenticated {
+        if let Some((person, _, _)) = &self.authenticated {
             self.shared
                 .settings
                 .events
@@ -417,7 +439,9 @@ impl russh::server::Handler for Connection {
                     person: person.clone(),
                     target: "-".into(),
                     login: None,
+                    action: "ssh.remote_forward",
                     reason: format!("remote port forwarding ({address}:{port}) is not allowed"),
+                    policies: None,
                 });
         }
         Ok(false)

@@ -6,15 +6,21 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use russh::server::Msg;
-use russh::{Channel, ChannelMsg, client};
+use russh::{Channel, ChannelId, ChannelMsg, client};
+use std::sync::atomic::Ordering;
+use vestibule_authz::SessionKind;
+use vestibule_store::SessionStart;
+
+use super::request;
 
 use super::links::LinkCache;
-use super::{env_allowed, picker};
+use super::{TICKET_ENV, env_allowed, picker};
 use crate::Shared;
 use crate::back::{BackError, TargetLink};
 use crate::events::SessionEvent;
+use crate::live::LiveInfo;
 use crate::pump;
-use crate::route::{self, new_session_id};
+use crate::route::{self, Ask, RouteError, new_session_id};
 
 /// Where this connection's sessions go.
 #[derive(Debug, Clone)]
@@ -37,6 +43,8 @@ pub(crate) struct SessionContext {
     pub handle: russh::server::Handle,
     pub peer: Option<SocketAddr>,
     pub via_jump: bool,
+    /// How the person authenticated (`publickey`, `certificate`, `password`).
+    pub auth_method: &'static str,
 }
 
 /// The terminal the person asked for.
@@ -53,6 +61,7 @@ pub(crate) struct PtySpec {
 struct Setup {
     pty: Option<PtySpec>,
     env: Vec<(String, String)>,
+    ticket: Option<String>,
 }
 
 enum Command {
@@ -62,6 +71,16 @@ enum Command {
 }
 
 impl Command {
+    fn session_kind(&self) -> SessionKind<'_> {
+        match self {
+            Self::Shell => SessionKind::Shell,
+            Self::Exec(command) => SessionKind::Exec {
+                command: std::str::from_utf8(command).unwrap_or("(not UTF-8)"),
+            },
+            Self::Subsystem(_) => SessionKind::Sftp,
+        }
+    }
+
     fn kind(&self) -> String {
         match self {
             Self::Shell => "shell".into(),
@@ -111,7 +130,9 @@ pub(crate) async fn run(ctx: SessionContext, mut channel: Channel<Msg>) {
                 variable_value,
                 ..
             } => {
-                if env_allowed(&variable_name) {
+                if variable_name == TICKET_ENV {
+                    setup.ticket = Some(variable_value).filter(|t| !t.trim().is_empty());
+                } else if env_allowed(&variable_name) {
                     setup.env.push((variable_name, variable_value));
                 }
                 continue;
@@ -138,15 +159,35 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
             _ => return fail_channel(&channel, &no_target_message(&ctx).await, with_pty).await,
         },
     };
-    let grant = match route::authorize(&ctx.shared, &ctx.person, &target, login.as_deref()).await {
-        Ok(grant) => grant,
+    let ask = Ask {
+        person: &ctx.person,
+        target: &target,
+        login: login.as_deref(),
+        kind: command.session_kind(),
+        peer: ctx.peer,
+        auth_method: ctx.auth_method,
+        ticket: setup.ticket.as_deref(),
+    };
+    let authorized = match route::authorize(&ctx.shared, &ask).await {
+        Ok(authorized) => authorized,
+        Err(RouteError::MayRequest { denial, login, .. }) if with_pty => {
+            let ask = Ask {
+                login: Some(&login),
+                ..ask
+            };
+            match request::file_and_wait(&ctx, &mut channel, &ask, &denial).await {
+                Some(authorized) => authorized,
+                None => return,
+            }
+        }
         Err(error) => return fail_channel(&channel, &error.to_string(), with_pty).await,
     };
+    let grant = &authorized.grant;
     // Each session gets its own target connection: russh pauses a whole
     // connection when one channel's queue is full, so sharing one would let a
     // stalled session stall its neighbours.
     let session_id = new_session_id();
-    let opened = match TargetLink::connect(&ctx.shared, &grant, &session_id).await {
+    let opened = match TargetLink::connect(&ctx.shared, grant, &session_id).await {
         Ok(link) => open_remote(&link, &setup, &command)
             .await
             .map(|remote| (link, remote)),
@@ -171,7 +212,13 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         target: grant.target().name.clone(),
         login: grant.login().to_owned(),
         kind: command.kind(),
-        because: grant.because().to_owned(),
+        because: grant.because(),
+        ticket: setup.ticket.clone(),
+        roles: authorized.roles.clone(),
+        jit: authorized
+            .jit
+            .as_ref()
+            .map(|j| (j.id.clone(), j.expires_at.unwrap_or(0))),
     };
     bridge_observed(&ctx, started, pump::ChannelKind::Session, channel, remote).await;
 }
@@ -183,9 +230,15 @@ pub(crate) struct Started {
     pub login: String,
     pub kind: String,
     pub because: String,
+    pub ticket: Option<String>,
+    /// The person's roles, so a role lock can find the session.
+    pub roles: Vec<String>,
+    /// The just-in-time grant (id, end as Unix time) the session rests on.
+    pub jit: Option<(String, i64)>,
 }
 
-/// Run the pump between the two channels, bracketed by the start and end events.
+/// Run the pump between the two channels, bracketed by the start and end
+/// records, until it ends or a lock, a kill or the end of a grant stops it.
 pub(crate) async fn bridge_observed(
     ctx: &SessionContext,
     started: Started,
@@ -193,9 +246,32 @@ pub(crate) async fn bridge_observed(
     person: Channel<Msg>,
     remote: Channel<client::Msg>,
 ) {
-    let events = &ctx.shared.settings.events;
+    let settings = &ctx.shared.settings;
     let session_id = started.session_id.clone();
-    events.publish(SessionEvent::SessionStarted {
+    let mut live = ctx.shared.live.register(
+        &session_id,
+        LiveInfo {
+            person: ctx.person.clone(),
+            target: started.target.clone(),
+            roles: started.roles,
+            grant_expires: started.jit.as_ref().map(|(_, expires)| *expires),
+        },
+    );
+    let record = SessionStart {
+        id: session_id.clone(),
+        person: ctx.person.clone(),
+        target: started.target.clone(),
+        login: started.login.clone(),
+        kind: started.kind.clone(),
+        via_jump: ctx.via_jump,
+        ticket: started.ticket.clone(),
+        grant_id: started.jit.map(|(id, _)| id),
+        source: ctx.peer.map(|p| p.to_string()),
+    };
+    if let Err(error) = settings.store.session_started(&record).await {
+        tracing::error!(%error, session = %session_id, "cannot record the session start");
+    }
+    settings.events.publish(SessionEvent::SessionStarted {
         session_id: started.session_id,
         person: ctx.person.clone(),
         target: started.target,
@@ -203,21 +279,63 @@ pub(crate) async fn bridge_observed(
         kind: started.kind,
         via_jump: ctx.via_jump,
         because: started.because,
+        ticket: started.ticket,
         peer: ctx.peer,
     });
-    let traffic = pump::bridge(person, remote, ctx.handle.clone(), kind).await;
-    let outcome = if traffic.exit_signal {
-        "signal"
-    } else {
-        "closed"
+    let person_id = person.id();
+    let bridged = pump::bridge(person, remote, ctx.handle.clone(), kind, &live.counters);
+    let stopped = async {
+        loop {
+            if let Some(reason) = live.stop.borrow_and_update().clone() {
+                return reason;
+            }
+            if live.stop.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     };
-    events.publish(SessionEvent::SessionEnded {
+    let (traffic, outcome) = tokio::select! {
+        traffic = bridged => {
+            let outcome = if traffic.exit_signal { "signal" } else { "closed" };
+            (traffic, outcome.to_owned())
+        }
+        reason = stopped => {
+            end_stopped(ctx, person_id, &reason).await;
+            let traffic = pump::Traffic {
+                bytes_to_target: live.counters.to_target.load(Ordering::Relaxed),
+                bytes_from_target: live.counters.from_target.load(Ordering::Relaxed),
+                ..Default::default()
+            };
+            (traffic, format!("ended: {reason}"))
+        }
+    };
+    let bytes = (traffic.bytes_to_target, traffic.bytes_from_target);
+    if let Err(error) = settings
+        .store
+        .session_ended(&session_id, bytes, traffic.exit_status, &outcome)
+        .await
+    {
+        tracing::error!(%error, session = %session_id, "cannot record the session end");
+    }
+    settings.events.publish(SessionEvent::SessionEnded {
         session_id,
         bytes_to_target: traffic.bytes_to_target,
         bytes_from_target: traffic.bytes_from_target,
         exit_status: traffic.exit_status,
-        outcome: outcome.into(),
+        outcome,
     });
+}
+
+/// Tell the person why their session was ended, then end it.
+async fn end_stopped(ctx: &SessionContext, id: ChannelId, reason: &str) {
+    let line = format!("\r\nvestibule: {reason}\r\n");
+    let handle = &ctx.handle;
+    let _ = handle
+        .extended_data(id, 1, Bytes::from(line.into_bytes()))
+        .await;
+    let _ = handle.exit_status_request(id, 1).await;
+    let _ = handle.eof(id).await;
+    let _ = handle.close(id).await;
 }
 
 /// Open on the target the same kind of session the person asked for.
