@@ -5,20 +5,72 @@
 //! forbid denies; otherwise any permit allows; otherwise deny), which is the same
 //! as evaluating their union: role policies only ever name the subject's roles.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use cedar_policy::{
-    Decision, Effect, Entities, Entity, EntityUid, PolicySet, Request, RestrictedExpression, Schema,
+    Decision, Effect, Entities, Entity, EntityUid, PolicySet, PrincipalConstraint, Request,
+    RestrictedExpression, Schema,
 };
 use vestibule_core::Target;
 
 use crate::policy_dir::{Fingerprint, PolicyDir, PolicyError, PolicySetInfo, parse_schema};
 use crate::{Action, PolicyEngine, RequestContext, Subject, Verdict, role_policy};
 
+/// The file policies sliced by their principal scope, so a decision evaluates
+/// only the policies that can apply to its principal: those for anyone, and
+/// those scoped to the person, one of their roles or one of their groups.
+/// (Users sit directly in roles and groups, so this loses nothing.)
+#[derive(Default)]
+struct Sliced {
+    anyone: PolicySet,
+    by_principal: HashMap<String, PolicySet>,
+}
+
+impl Sliced {
+    fn new(set: &PolicySet) -> Self {
+        let mut sliced = Self::default();
+        for policy in set.policies() {
+            let bucket = match policy.principal_constraint() {
+                PrincipalConstraint::Eq(uid) | PrincipalConstraint::In(uid) => {
+                    sliced.by_principal.entry(uid.to_string()).or_default()
+                }
+                _ => &mut sliced.anyone,
+            };
+            // Ids are unique within `set`, so adding to a slice cannot clash.
+            let _ = bucket.add(policy.clone());
+        }
+        sliced
+    }
+
+    fn for_subject<'a>(&'a self, subject: &Subject) -> Vec<&'a PolicySet> {
+        let mut sets = vec![&self.anyone];
+        let keys = std::iter::once(format!("Vestibule::User::\"{}\"", subject.person))
+            .chain(
+                subject
+                    .roles
+                    .iter()
+                    .map(|r| format!("Vestibule::Role::\"{}\"", r.name)),
+            )
+            .chain(
+                subject
+                    .groups
+                    .iter()
+                    .map(|g| format!("Vestibule::Group::\"{g}\"")),
+            );
+        for key in keys {
+            if let Some(set) = self.by_principal.get(&key) {
+                sets.push(set);
+            }
+        }
+        sets
+    }
+}
+
 struct Loaded {
-    set: Arc<PolicySet>,
+    set: Arc<Sliced>,
     fingerprint: Fingerprint,
     /// String literals of the file policies that look at `context.login`.
     logins: Arc<Vec<String>>,
@@ -33,8 +85,15 @@ pub struct CedarEngine {
     actions: Entities,
     dir: Option<PolicyDir>,
     loaded: RwLock<Loaded>,
+    checked: Mutex<Option<Instant>>,
+    roles: Mutex<HashMap<String, Arc<PolicySet>>>,
     cedar: cedar_policy::Authorizer,
 }
+
+/// How often a decision looks for changed policy files.
+const REFRESH_EVERY: Duration = Duration::from_millis(100);
+/// Role policy sets kept parsed; beyond this the cache starts over.
+const ROLE_CACHE: usize = 4096;
 
 impl CedarEngine {
     /// Load the policy files in `dir` (none is fine). A set with problems is an error.
@@ -70,11 +129,13 @@ impl CedarEngine {
             actions,
             dir,
             loaded: RwLock::new(Loaded {
-                set: Arc::new(set),
+                set: Arc::new(Sliced::new(&set)),
                 fingerprint,
                 logins,
                 refused: None,
             }),
+            checked: Mutex::new(None),
+            roles: Mutex::new(HashMap::new()),
             cedar: cedar_policy::Authorizer::new(),
         }
     }
@@ -96,7 +157,7 @@ impl CedarEngine {
         match result {
             Ok((set, info)) => {
                 loaded.logins = Arc::new(login_literals(&set));
-                loaded.set = Arc::new(set);
+                loaded.set = Arc::new(Sliced::new(&set));
                 loaded.fingerprint = fingerprint;
                 loaded.refused = None;
                 tracing::info!(
@@ -114,9 +175,19 @@ impl CedarEngine {
         }
     }
 
-    /// Reload when the files changed since the last load (or refusal).
+    /// Reload when the files changed since the last load (or refusal). Looked
+    /// at no more often than [`REFRESH_EVERY`], to keep decisions cheap.
     fn refresh(&self) {
         let Some(dir) = &self.dir else { return };
+        {
+            let Ok(mut checked) = self.checked.lock() else {
+                return;
+            };
+            if checked.is_some_and(|at| at.elapsed() < REFRESH_EVERY) {
+                return;
+            }
+            *checked = Some(Instant::now());
+        }
         let Ok(now) = dir.fingerprint() else { return };
         let stale = {
             let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
@@ -127,7 +198,7 @@ impl CedarEngine {
         }
     }
 
-    fn current(&self) -> (Arc<PolicySet>, Arc<Vec<String>>) {
+    fn current(&self) -> (Arc<Sliced>, Arc<Vec<String>>) {
         self.refresh();
         let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
         (loaded.set.clone(), loaded.logins.clone())
@@ -176,7 +247,9 @@ impl CedarEngine {
         entities.push(target);
         self.actions
             .clone()
-            .add_entities(entities, Some(&self.schema))
+            // Built here to the schema's shape; validating them per request
+            // would cost more than the decision.
+            .add_entities(entities, None)
             .map_err(|e| e.to_string())
     }
 
@@ -188,7 +261,7 @@ impl CedarEngine {
         context: &RequestContext,
     ) -> Result<Verdict, String> {
         let (files, _) = self.current();
-        let roles = role_set(subject)?;
+        let roles = self.role_set(subject)?;
         let entities = self.entities(subject, target)?;
         let request = Request::new(
             uid("User", &subject.person)?,
@@ -206,7 +279,9 @@ impl CedarEngine {
         };
         let mut permits = BTreeSet::new();
         let mut forbids = BTreeSet::new();
-        for set in [files.as_ref(), &roles] {
+        let mut sets = files.for_subject(subject);
+        sets.push(roles.as_ref());
+        for set in sets {
             let response = self.cedar.is_authorized(&request, set, &entities);
             verdict
                 .errors
@@ -283,9 +358,28 @@ fn string(text: &str) -> RestrictedExpression {
     RestrictedExpression::new_string(text.to_owned())
 }
 
-fn role_set(subject: &Subject) -> Result<PolicySet, String> {
-    let text: String = subject.roles.iter().map(role_policy).collect();
-    let parsed = PolicySet::from_str(&text).map_err(|e| e.to_string())?;
+impl CedarEngine {
+    /// The subject's role policies, parsed once per distinct set of roles.
+    fn role_set(&self, subject: &Subject) -> Result<Arc<PolicySet>, String> {
+        let text: String = subject.roles.iter().map(role_policy).collect();
+        if let Ok(cache) = self.roles.lock()
+            && let Some(set) = cache.get(&text)
+        {
+            return Ok(set.clone());
+        }
+        let set = Arc::new(parse_role_policies(&text)?);
+        if let Ok(mut cache) = self.roles.lock() {
+            if cache.len() >= ROLE_CACHE {
+                cache.clear();
+            }
+            cache.insert(text, set.clone());
+        }
+        Ok(set)
+    }
+}
+
+fn parse_role_policies(text: &str) -> Result<PolicySet, String> {
+    let parsed = PolicySet::from_str(text).map_err(|e| e.to_string())?;
     let mut set = PolicySet::new();
     for policy in parsed.policies() {
         let id = policy.annotation("id").unwrap_or("role").to_owned();

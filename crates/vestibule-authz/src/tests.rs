@@ -50,6 +50,11 @@ fn engine_with(files: &[(&str, &str)]) -> (tempfile::TempDir, Authorizer) {
     (dir, Authorizer::new(Box::new(engine)))
 }
 
+/// The engine looks for changed files at most every 100 ms.
+fn past_refresh() {
+    std::thread::sleep(Duration::from_millis(150));
+}
+
 fn problems(dir: &Path) -> Vec<PolicyProblem> {
     match CedarEngine::check(&PolicyDir::new(dir)) {
         Err(PolicyError::Invalid { problems }) => problems,
@@ -297,6 +302,7 @@ fn a_bad_edit_keeps_the_policies_in_force() {
         r#"permit (principal, action, resource) when { context.login == "deploy" };"#,
     )
     .unwrap();
+    past_refresh();
     assert!(!authz.explain(&who, &web, shell("root"), &ctx()).allowed);
     assert!(authz.explain(&who, &web, shell("deploy"), &ctx()).allowed);
 }
@@ -312,6 +318,32 @@ fn groups_and_role_membership_are_entity_parents() {
     assert!(!authz.explain(&who, &web, shell("root"), &ctx()).allowed);
     who.groups.push("ops".into());
     assert!(authz.explain(&who, &web, shell("root"), &ctx()).allowed);
+}
+
+#[test]
+fn policies_scoped_to_other_principals_do_not_apply() {
+    let (_dir, authz) = engine_with(&[(
+        "scoped.cedar",
+        r#"permit (principal == Vestibule::User::"bob", action, resource);
+           permit (principal in Vestibule::Role::"dba", action, resource) when { context.login == "postgres" };
+           forbid (principal in Vestibule::Group::"contractors", action, resource);"#,
+    )]);
+    let web = target("web1", &[]);
+    assert!(
+        !authz
+            .explain(&alice(vec![]), &web, shell("root"), &ctx())
+            .allowed
+    );
+    let bob = Subject::new("bob", vec![]);
+    assert!(authz.explain(&bob, &web, shell("root"), &ctx()).allowed);
+    let dba = alice(vec![role("dba", "db1", &[], false)]);
+    let verdict = authz.explain(&dba, &web, shell("postgres"), &ctx());
+    assert_eq!(verdict.policy_ids, ["scoped.cedar#2"]);
+    let mut contractor = Subject::new("bob", vec![]);
+    contractor.groups.push("contractors".into());
+    let verdict = authz.explain(&contractor, &web, shell("root"), &ctx());
+    assert!(!verdict.allowed);
+    assert_eq!(verdict.policy_ids, ["scoped.cedar#3"]);
 }
 
 #[test]

@@ -4,14 +4,18 @@
 //! protocol code.
 //!
 //! The stream is bounded and publishing never waits: if the consumer falls
-//! behind, events are counted as dropped rather than stalling a session. (Where a
-//! later consumer must fail closed, such as recording, it gets its own path.)
+//! behind, events are counted as dropped rather than stalling a session. The one
+//! exception is [`EventSink::publish_durable`], for events that must be in the
+//! audit trail before the action goes on (a session start): it waits for the
+//! audit writer's group commit and fails if the event cannot be made durable.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use vestibule_audit::{Action, AuditEvent, AuditHandle, Level, Outcome};
 
 /// Something security-relevant that happened.
 #[derive(Debug, Clone)]
@@ -26,6 +30,14 @@ pub enum SessionEvent {
         method: &'static str,
         peer: Option<SocketAddr>,
         reason: String,
+    },
+    AccessAllowed {
+        person: String,
+        target: String,
+        login: String,
+        action: &'static str,
+        policies: String,
+        peer: Option<SocketAddr>,
     },
     AccessDenied {
         person: String,
@@ -52,6 +64,10 @@ pub enum SessionEvent {
     },
     SessionEnded {
         session_id: String,
+        person: String,
+        target: String,
+        login: String,
+        duration: Duration,
         bytes_to_target: u64,
         bytes_from_target: u64,
         exit_status: Option<u32>,
@@ -74,25 +90,65 @@ pub enum SessionEvent {
 /// The publishing side, cloned into every connection.
 #[derive(Clone)]
 pub struct EventSink {
-    sender: mpsc::Sender<SessionEvent>,
+    sender: mpsc::Sender<Published>,
     dropped: Arc<AtomicU64>,
+    audit: Option<AuditHandle>,
 }
+
+/// An event on its way to the consumer, and whether it is in the audit trail already.
+#[derive(Debug)]
+pub struct Published {
+    pub event: SessionEvent,
+    pub audited: bool,
+}
+
+/// Why a durable event could not be recorded.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit trail cannot record the session: {0}")]
+pub struct NotDurable(#[from] vestibule_audit::AuditError);
 
 impl EventSink {
     /// A sink and the receiver its consumer reads from.
-    pub fn bounded(capacity: usize) -> (Self, mpsc::Receiver<SessionEvent>) {
+    pub fn bounded(capacity: usize) -> (Self, mpsc::Receiver<Published>) {
         let (sender, receiver) = mpsc::channel(capacity);
         (
             Self {
                 sender,
                 dropped: Arc::new(AtomicU64::new(0)),
+                audit: None,
             },
             receiver,
         )
     }
 
+    /// Record events in this audit trail too (durable ones before they return).
+    pub fn with_audit(mut self, audit: AuditHandle) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     pub fn publish(&self, event: SessionEvent) {
-        if self.sender.try_send(event).is_err() {
+        self.send(Published {
+            event,
+            audited: false,
+        });
+    }
+
+    /// Publish once the audit trail holds the event durably; an error means
+    /// the action it describes must not go on.
+    pub async fn publish_durable(&self, event: SessionEvent) -> Result<(), NotDurable> {
+        if let Some(audit) = &self.audit {
+            audit.append(to_audit(&event)).await?;
+        }
+        self.send(Published {
+            event,
+            audited: self.audit.is_some(),
+        });
+        Ok(())
+    }
+
+    fn send(&self, published: Published) {
+        if self.sender.try_send(published).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -103,10 +159,152 @@ impl EventSink {
     }
 }
 
-/// The consumer used until the audit trail exists: structured log lines.
-pub async fn log_events(mut events: mpsc::Receiver<SessionEvent>) {
-    while let Some(event) = events.recv().await {
+/// The consumer: a structured log line per event, and the audit trail for
+/// those not recorded durably already.
+pub async fn consume(mut events: mpsc::Receiver<Published>, audit: Option<AuditHandle>) {
+    while let Some(Published { event, audited }) = events.recv().await {
         tracing::info!(target: "vestibule::audit", ?event);
+        if let (Some(audit), false) = (&audit, audited) {
+            audit.record(to_audit(&event));
+        }
+    }
+}
+
+/// The audit trail's form of an event.
+pub fn to_audit(event: &SessionEvent) -> AuditEvent {
+    let with_peer = |e: AuditEvent, peer: &Option<SocketAddr>| match peer {
+        Some(peer) => e.source(*peer),
+        None => e,
+    };
+    match event {
+        SessionEvent::Authenticated {
+            person,
+            method,
+            peer,
+        } => with_peer(
+            AuditEvent::new(Action::AuthenticationSuccess, Outcome::Success)
+                .user(person)
+                .auth_method(*method),
+            peer,
+        ),
+        SessionEvent::AuthenticationFailed {
+            user,
+            method,
+            peer,
+            reason,
+        } => with_peer(
+            AuditEvent::new(Action::AuthenticationFailure, Outcome::Failure)
+                .user(user)
+                .auth_method(*method)
+                .reason(reason),
+            peer,
+        ),
+        SessionEvent::AccessAllowed {
+            person,
+            target,
+            login,
+            action,
+            policies,
+            peer,
+        } => with_peer(
+            AuditEvent::new(Action::AuthorizationAllow, Outcome::Success)
+                .user(person)
+                .target(target)
+                .login(login)
+                .policy_ids(policies.split(','))
+                .detail("action", *action),
+            peer,
+        ),
+        SessionEvent::AccessDenied {
+            person,
+            target,
+            login,
+            action,
+            reason,
+            policies,
+        } => {
+            let mut e = AuditEvent::new(Action::AuthorizationDeny, Outcome::Failure)
+                .user(person)
+                .target(target)
+                .reason(reason)
+                .detail("action", *action);
+            if let Some(login) = login {
+                e = e.login(login);
+            }
+            if let Some(policies) = policies {
+                e = e.policy_ids(policies.split(','));
+            }
+            e
+        }
+        SessionEvent::SessionStarted {
+            session_id,
+            person,
+            target,
+            login,
+            kind,
+            via_jump,
+            because,
+            ticket,
+            peer,
+        } => {
+            let mut e = AuditEvent::new(Action::SessionStart, Outcome::Success)
+                .user(person)
+                .target(target)
+                .login(login)
+                .session(session_id)
+                .policy_ids(because.split(','))
+                .detail("kind", kind.as_str())
+                .detail("via_jump", *via_jump);
+            if let Some(ticket) = ticket {
+                e = e.ticket(ticket);
+            }
+            with_peer(e, peer)
+        }
+        SessionEvent::SessionEnded {
+            session_id,
+            person,
+            target,
+            login,
+            duration,
+            bytes_to_target,
+            bytes_from_target,
+            exit_status,
+            outcome,
+        } => {
+            let mut e = AuditEvent::new(Action::SessionEnd, Outcome::Success)
+                .user(person)
+                .target(target)
+                .login(login)
+                .session(session_id)
+                .bytes(*bytes_to_target, *bytes_from_target)
+                .duration(*duration)
+                .detail("end", outcome.as_str());
+            if let Some(status) = exit_status {
+                e = e.exit_status(i64::from(*status));
+            }
+            e
+        }
+        SessionEvent::AccessRequested {
+            request_id,
+            person,
+            target,
+            login,
+            reason,
+        } => AuditEvent::new(Action::RequestCreate, Outcome::Success)
+            .user(person)
+            .target(target)
+            .login(login)
+            .reason(reason)
+            .detail("request_id", request_id.as_str()),
+        SessionEvent::TargetFailed {
+            person,
+            target,
+            reason,
+        } => AuditEvent::new(Action::TargetFailure, Outcome::Failure)
+            .user(person)
+            .target(target)
+            .reason(reason)
+            .level(Level::Warning),
     }
 }
 

@@ -168,6 +168,14 @@ async fn authorize_inner(shared: &Shared, ask: &Ask<'_>) -> Result<Authorized, R
                 }
                 None => None,
             };
+            shared.settings.events.publish(SessionEvent::AccessAllowed {
+                person: ask.person.to_owned(),
+                target: target.name.clone(),
+                login: login.clone(),
+                action: ask.kind_name(),
+                policies: grant.because(),
+                peer: ask.peer,
+            });
             Ok(Authorized { grant, roles, jit })
         }
         Err((denial, verdict)) => {

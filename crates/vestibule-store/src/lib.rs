@@ -96,6 +96,12 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// The connection pool, for components that keep their own tables in the
+    /// same database (the audit index).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Close the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -56,6 +56,9 @@ pub enum Command {
     /// Just-in-time access requests.
     #[command(subcommand)]
     Request(RequestCommand),
+    /// The audit trail: verify its chain, search it, print its public key.
+    #[command(subcommand)]
+    Audit(vestibule_audit::cli::AuditCommand),
 }
 
 #[derive(Subcommand)]

@@ -60,6 +60,26 @@ wait_timeout_secs = 300
 # Seconds that sessions may outlive the grant they rest on before they are ended.
 grace_secs = 60
 
+[audit]
+# The tamper-evident audit trail lives in audit/ (hash-chained JSON lines, signed
+# with keys/audit_ed25519_key). `vestibule audit verify` checks it.
+# Sign a checkpoint every this many events, or this long after the first unsigned one.
+checkpoint_every = 1000
+checkpoint_interval = "60s"
+# SIEM export: any number of sinks, each catching up from its own cursor after an
+# outage. Examples (see docs/audit-events.md):
+# [[audit.sinks]]
+# name = "siem"
+# kind = "syslog"
+# transport = "tcp"        # udp, tcp or tls
+# address = "127.0.0.1:6514"
+# [[audit.sinks]]
+# name = "splunk"
+# kind = "webhook"
+# url = "https://splunk.example:8088/services/collector/event"
+# format = "splunk_hec"
+# authorization_file = "/etc/vestibule/hec-token"
+
 [database]
 # The embedded SQLite database file.
 sqlite = "vestibule.db"
@@ -87,6 +107,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub access_requests: AccessRequestsConfig,
+    #[serde(default)]
+    pub audit: vestibule_audit::AuditConfig,
 }
 
 #[derive(Debug, Deserialize)]

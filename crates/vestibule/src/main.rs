@@ -8,6 +8,7 @@
 
 mod access;
 mod admin;
+mod audit;
 mod ca;
 mod cli;
 mod config;
@@ -71,5 +72,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lock(command) => access::lock(&dir, command).await,
         Command::Sessions(command) => access::sessions(&dir, command).await,
         Command::Request(command) => access::request(&dir, command).await,
+        Command::Audit(command) => {
+            if audit::run(&dir, command).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("the audit trail has problems (listed above)")
+            }
+        }
     }
 }

@@ -39,8 +39,10 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
     let policies = Arc::new(open_policies(&dir)?);
     tokio::spawn(reload_on_hangup(policies.clone()));
     let store = dir.open_store(&config).await?;
+    let audit = crate::audit::start(&dir, &config, &store).await?;
     let (events, receiver) = EventSink::bounded(EVENT_BUFFER);
-    tokio::spawn(events::log_events(receiver));
+    let events = events.with_audit(audit.handle.clone());
+    tokio::spawn(events::consume(receiver, Some(audit.handle.clone())));
     let user_ca = Arc::new(LiveKeyring::open(&dir.ca_root(), CaKind::User)?);
     let api = api_server(&dir, &config, &args, store.clone(), user_ca.clone())?;
     let settings = GatewaySettings {
@@ -71,14 +73,16 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
     );
     println!("Data dir: {}", dir.root.display());
     let gateway = Gateway::new(settings);
-    tokio::select! {
+    let result = tokio::select! {
         served = gateway.serve(listener) => served.context("the SSH gateway stopped"),
         served = api => served.context("the HTTPS API stopped"),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
         }
-    }
+    };
+    audit.shutdown().await;
+    result
 }
 
 /// Bind the HTTPS API and return the future that serves it.

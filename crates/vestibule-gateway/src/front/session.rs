@@ -271,17 +271,32 @@ pub(crate) async fn bridge_observed(
     if let Err(error) = settings.store.session_started(&record).await {
         tracing::error!(%error, session = %session_id, "cannot record the session start");
     }
-    settings.events.publish(SessionEvent::SessionStarted {
+    let started_at = std::time::Instant::now();
+    let start_event = SessionEvent::SessionStarted {
         session_id: started.session_id,
         person: ctx.person.clone(),
-        target: started.target,
-        login: started.login,
+        target: started.target.clone(),
+        login: started.login.clone(),
         kind: started.kind,
         via_jump: ctx.via_jump,
         because: started.because,
         ticket: started.ticket,
         peer: ctx.peer,
-    });
+    };
+    // No byte moves before the audit trail holds the session's start.
+    if let Err(error) = settings.events.publish_durable(start_event).await {
+        tracing::error!(%error, session = %session_id, "session refused");
+        let _ = settings
+            .store
+            .session_ended(
+                &session_id,
+                (0, 0),
+                None,
+                "refused: audit trail unavailable",
+            )
+            .await;
+        return fail_channel(&person, "audit trail unavailable, session refused", true).await;
+    }
     let person_id = person.id();
     let bridged = pump::bridge(person, remote, ctx.handle.clone(), kind, &live.counters);
     let stopped = async {
@@ -319,6 +334,10 @@ pub(crate) async fn bridge_observed(
     }
     settings.events.publish(SessionEvent::SessionEnded {
         session_id,
+        person: ctx.person.clone(),
+        target: record.target,
+        login: record.login,
+        duration: started_at.elapsed(),
         bytes_to_target: traffic.bytes_to_target,
         bytes_from_target: traffic.bytes_from_target,
         exit_status: traffic.exit_status,

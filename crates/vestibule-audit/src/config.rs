@@ -1,0 +1,99 @@
+//! The `[audit]` section of `vestibule.toml`, for the binary to embed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sinks::SinkConfig;
+use crate::timefmt::duration_str;
+use crate::{AuditError, WriterOptions};
+
+/// ```toml
+/// [audit]
+/// checkpoint_every = 1000
+/// checkpoint_interval = "60s"
+///
+/// [[audit.sinks]]
+/// name = "siem"
+/// kind = "syslog"
+/// transport = "tcp"
+/// address = "127.0.0.1:6514"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    #[serde(default = "default_checkpoint_interval", with = "duration_str")]
+    pub checkpoint_interval: Duration,
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+fn default_checkpoint_every() -> u64 {
+    WriterOptions::default().checkpoint_every
+}
+
+fn default_checkpoint_interval() -> Duration {
+    WriterOptions::default().checkpoint_interval
+}
+
+fn default_max_file_bytes() -> u64 {
+    WriterOptions::default().max_file_bytes
+}
+
+fn default_queue_capacity() -> usize {
+    WriterOptions::default().queue_capacity
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval: default_checkpoint_interval(),
+            max_file_bytes: default_max_file_bytes(),
+            queue_capacity: default_queue_capacity(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Writer options from this section (without an index; set
+    /// `WriterOptions::index` to have one).
+    pub fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            checkpoint_every: self.checkpoint_every,
+            checkpoint_interval: self.checkpoint_interval,
+            max_file_bytes: self.max_file_bytes,
+            queue_capacity: self.queue_capacity,
+            ..WriterOptions::default()
+        }
+    }
+
+    /// Checks serde cannot: sink names unique and usable as file names, and
+    /// each sink's own settings.
+    pub fn validate(&self) -> Result<(), AuditError> {
+        if self.checkpoint_every == 0 {
+            return Err(AuditError::Config(
+                "checkpoint_every must be at least 1".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        for sink in &self.sinks {
+            sink.validate()?;
+            if !names.insert(sink.name()) {
+                return Err(AuditError::Config(format!(
+                    "two sinks are named {:?}",
+                    sink.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
