@@ -10,6 +10,7 @@
 mod certificates;
 mod error;
 mod locks;
+mod outbox;
 mod requests;
 mod roles;
 mod sessions;
@@ -68,6 +69,11 @@ fn migrator() -> Migrator {
             4,
             "access broker",
             include_str!("../migrations/sqlite/0004_access_broker.sql"),
+        ),
+        migration(
+            5,
+            "audit outbox",
+            include_str!("../migrations/sqlite/0005_audit_outbox.sql"),
         ),
     ])
 }

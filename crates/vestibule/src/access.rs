@@ -12,15 +12,8 @@ use crate::admin::{self, print_list};
 use crate::cli::{ListArgs, LockCommand, RequestCommand, SessionsCommand};
 use crate::datadir::DataDir;
 use crate::login::parse_ttl;
+use crate::outbox::operator;
 use crate::policy::open_authorizer;
-
-/// Who the CLI acts as in the records it writes.
-fn operator() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
-}
 
 fn now() -> i64 {
     SystemTime::now()

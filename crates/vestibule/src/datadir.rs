@@ -30,6 +30,7 @@ pub fn default_dir() -> PathBuf {
     home.join(".local/share/vestibule")
 }
 
+#[derive(Clone)]
 pub struct DataDir {
     pub root: PathBuf,
 }

@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod datadir;
 mod login;
+mod outbox;
 mod policy;
 mod serve;
 mod tls;
@@ -50,7 +51,20 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = DataDir::new(cli.data_dir.unwrap_or_else(datadir::default_dir));
-    match cli.command {
+    let audited = outbox::action_of(&cli.command);
+    let result = dispatch(&dir, cli.command).await;
+    if let Some(action) = audited
+        && let Ok(store) = admin::store(&dir).await
+    {
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
+        outbox::record(&store, action, outcome).await;
+    }
+    result
+}
+
+async fn dispatch(dir: &DataDir, command: Command) -> anyhow::Result<()> {
+    let dir = dir.clone();
+    match command {
         Command::Init => {
             dir.init().await?;
             println!("Initialised a Vestibule data dir at {}", dir.root.display());

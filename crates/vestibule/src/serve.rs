@@ -43,6 +43,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
     let (events, receiver) = EventSink::bounded(EVENT_BUFFER);
     let events = events.with_audit(audit.handle.clone());
     tokio::spawn(events::consume(receiver, Some(audit.handle.clone())));
+    tokio::spawn(crate::outbox::drain(store.clone(), audit.handle.clone()));
     let user_ca = Arc::new(LiveKeyring::open(&dir.ca_root(), CaKind::User)?);
     let api = api_server(&dir, &config, &args, store.clone(), user_ca.clone())?;
     let settings = GatewaySettings {

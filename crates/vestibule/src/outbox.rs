@@ -1,0 +1,108 @@
+//! Admin commands in the audit trail. The CLI is another process than the
+//! gateway, which alone writes the audit chain, so the CLI queues its events in
+//! the database (an outbox) and the running gateway moves them into the chain.
+
+use std::time::Duration;
+
+use vestibule_audit::{Action, AuditEvent, AuditHandle, Outcome};
+use vestibule_store::Store;
+
+use crate::cli::{
+    CaCommand, Command, LockCommand, RequestCommand, RoleCommand, SessionsCommand, TargetCommand,
+    UserCommand,
+};
+
+/// The audit action a command stands for, or `None` if it changes nothing.
+pub fn action_of(command: &Command) -> Option<Action> {
+    Some(match command {
+        Command::Lock(LockCommand::Add { .. }) => Action::LockAdd,
+        Command::Lock(LockCommand::Remove { .. }) => Action::LockRemove,
+        Command::Request(RequestCommand::Create { .. }) => Action::RequestCreate,
+        Command::Request(RequestCommand::Approve { .. }) => Action::RequestApprove,
+        Command::Request(RequestCommand::Deny { .. }) => Action::RequestDeny,
+        Command::Sessions(SessionsCommand::Kill { .. })
+        | Command::User(UserCommand::Add { .. } | UserCommand::Remove { .. })
+        | Command::Target(TargetCommand::Add { .. } | TargetCommand::Remove { .. })
+        | Command::Role(
+            RoleCommand::Add { .. }
+            | RoleCommand::Grant { .. }
+            | RoleCommand::Revoke { .. }
+            | RoleCommand::Remove { .. },
+        )
+        | Command::Ca(CaCommand::Rotate { .. } | CaCommand::Revoke { .. }) => Action::AdminChange,
+        _ => return None,
+    })
+}
+
+/// Who ran the CLI, as the audit trail names them.
+pub fn operator() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// Queue the audit event for a command that succeeded (or failed, with why).
+pub async fn record(store: &Store, action: Action, outcome: Result<(), String>) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut event = AuditEvent::new(
+        action,
+        if outcome.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
+    )
+    .user(operator())
+    .detail("command", argv.join(" "));
+    if let Err(reason) = outcome {
+        event = event.reason(reason);
+    }
+    match serde_json::to_string(&event) {
+        Ok(json) => {
+            if let Err(error) = store.outbox_push(&json).await {
+                eprintln!("vestibule: warning: cannot queue the audit record: {error}");
+            }
+        }
+        Err(error) => eprintln!("vestibule: warning: cannot encode the audit record: {error}"),
+    }
+}
+
+/// Move queued CLI events into the audit chain, oldest first, for the life of
+/// the gateway.
+pub async fn drain(store: Store, audit: AuditHandle) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let queued = match store.outbox_peek(256).await {
+            Ok(queued) => queued,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the audit outbox");
+                continue;
+            }
+        };
+        let Some(&(last, _)) = queued.last() else {
+            continue;
+        };
+        let mut durable = true;
+        for (id, json) in &queued {
+            let event = match serde_json::from_str::<AuditEvent>(json) {
+                Ok(event) => event,
+                Err(error) => {
+                    // Kept in the chain as what it is, not dropped.
+                    AuditEvent::new(Action::AdminChange, Outcome::Unknown)
+                        .reason(format!("unreadable outbox entry {id}: {error}"))
+                        .detail("raw", json.as_str())
+                }
+            };
+            if let Err(error) = audit.append(event).await {
+                tracing::error!(%error, "cannot move CLI events into the audit trail");
+                durable = false;
+                break;
+            }
+        }
+        if durable && let Err(error) = store.outbox_done(last).await {
+            tracing::warn!(%error, "cannot clear the audit outbox");
+        }
+    }
+}
