@@ -135,6 +135,23 @@ pub(crate) async fn login(
         tracing::info!(%user, %peer, "login refused: invalid credentials");
         return Err(denied());
     }
+    // Only after the credentials are proven, so a lock does not reveal who exists.
+    let roles: Vec<String> = settings
+        .store
+        .roles_of(user)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let locks = settings.store.active_locks().await.map_err(internal)?;
+    if let Some(lock) = locks
+        .iter()
+        .find(|l| l.kind != vestibule_store::LockKind::Target && l.covers(user, "", &roles))
+    {
+        tracing::info!(%user, %peer, lock = %lock.id, "login refused: locked");
+        return Err(ApiError(StatusCode::FORBIDDEN, lock.message()));
+    }
     let issued = settings
         .user_ca
         .current()

@@ -383,3 +383,20 @@ fn targets_can_be_verified_by_their_host_ca() {
         "site2",
     ]);
 }
+
+#[test]
+fn a_locked_user_gets_no_certificate_and_their_certificate_opens_no_session() {
+    let w = world_with_password_user("carol");
+    let home = LoginHome::new();
+    login_with_password(&w, &home, "carol", PASSWORD, &[]).assert_ok();
+    let key = home.key();
+    w.gw.cli_ok(&["lock", "add", "--user", "carol", "--reason", "left the company"]);
+    let refused = login_with_password(&w, &home, "carol", PASSWORD, &[]);
+    refused.assert_failed();
+    assert!(
+        refused.stderr_str().contains("user carol is locked: left the company"),
+        "{refused}"
+    );
+    ssh_with_key(&w, &key, "carol:web1", "true")
+        .assert_refused_with(&["user carol is locked: left the company"]);
+}
