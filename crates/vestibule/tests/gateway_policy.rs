@@ -8,6 +8,7 @@ use std::fs;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
 use common::{ChildGuard, World, wait_until};
 
 const TICKET_POLICY: &str = r#"
@@ -297,4 +298,38 @@ when { resource.hasTag("env") && resource.getTag("env") == "staging" };"#,
     );
     w.exec_as(&bob, "bob:root@db1", "true")
         .assert_refused_with(&["you may request access"]);
+}
+
+#[test]
+fn a_person_files_a_request_at_the_ssh_prompt_and_goes_on_once_approved() {
+    let w = World::new();
+    w.add_target("db1", &["--label", "env=staging"]);
+    let bob = w.new_user("bob", &[]);
+    w.gw.cli_ok(&["role", "add", "approvers", "--targets", "*", "--logins", "none"]);
+    w.grant("approvers", "alice");
+    write_policy(
+        &w,
+        "requests.cedar",
+        r#"permit (principal, action == Vestibule::Action::"request.create", resource)
+when { resource.hasTag("env") && resource.getTag("env") == "staging" };"#,
+    );
+    let tmux = Tmux::start(&bob.interactive_ssh_line(w.gw.port, "bob:root@db1"), 120, 30);
+    tmux.wait_for_text("You may request access to db1 as root");
+    tmux.type_line("INC-42 replica lag");
+    let screen = tmux.wait_for_text("waiting up to");
+    let id = screen
+        .split("Request ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("request id on screen")
+        .to_owned();
+    let listed = w.gw.cli_ok(&["request", "list", "--json"]).stdout_str();
+    assert!(listed.contains("INC-42 replica lag") && listed.contains(&id), "{listed}");
+    w.gw.cli_ok(&["request", "approve", &id, "--as", "alice"]);
+    tmux.wait_for_text("request approved");
+    tmux.wait_for_prompt();
+    tmux.type_line("echo jit-$(whoami)");
+    tmux.wait_for_text("jit-root");
+    tmux.type_line("exit");
+    assert_eq!(tmux.wait_exit(), 0);
 }
