@@ -90,10 +90,19 @@ impl TargetLink {
         };
         let _ = stream.set_nodelay(true);
         let verdict = Arc::new(Mutex::new(None));
+        let policy = match &target.host_key {
+            // No CA of its own: the gateway-wide list of target host CAs.
+            HostKeyPolicy::CertifiedBy { ca_keys } if ca_keys.is_empty() => {
+                HostKeyPolicy::CertifiedBy {
+                    ca_keys: global_host_cas(shared, &name)?,
+                }
+            }
+            policy => policy.clone(),
+        };
         let check = TargetHostCheck {
             target: name.clone(),
             host: target.host.clone(),
-            policy: target.host_key.clone(),
+            policy,
             store: shared.settings.store.clone(),
             mismatch: verdict.clone(),
         };
@@ -281,6 +290,45 @@ impl TargetHostCheck {
         }
         false
     }
+}
+
+/// The CA keys in the gateway-wide list (`ssh.target_host_cas`), read at each
+/// connection so an edit applies at once. Unreadable or empty refuses (fail closed).
+fn global_host_cas(shared: &Shared, target: &str) -> Result<Vec<String>, BackError> {
+    let refuse = |reason: String| BackError::HostCertificate {
+        target: target.to_owned(),
+        reason,
+    };
+    let Some(path) = &shared.settings.target_host_cas else {
+        return Err(refuse(
+            "it trusts the gateway-wide host CA list, and none is configured (ssh.target_host_cas)"
+                .into(),
+        ));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        refuse(format!(
+            "cannot read the host CA list {}: {e}",
+            path.display()
+        ))
+    })?;
+    let keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            line.strip_prefix("@cert-authority")
+                .and_then(|rest| rest.trim_start().split_once(char::is_whitespace))
+                .map_or(line, |(_, key)| key.trim())
+                .to_owned()
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(refuse(format!(
+            "the host CA list {} is empty",
+            path.display()
+        )));
+    }
+    Ok(keys)
 }
 
 impl client::Handler for TargetHostCheck {

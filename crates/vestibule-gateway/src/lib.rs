@@ -54,6 +54,9 @@ pub struct GatewaySettings {
     pub authorizer: Authorizer,
     pub events: EventSink,
     pub access_requests: AccessRequestSettings,
+    /// The gateway-wide list of CA keys that certify targets registered with
+    /// `--global-host-ca` (one key or `@cert-authority` line per line).
+    pub target_host_cas: Option<std::path::PathBuf>,
 }
 
 /// Just-in-time access: how requests filed over SSH are made and waited for.

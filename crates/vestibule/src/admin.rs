@@ -150,6 +150,7 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
             host_key,
             trust_on_first_use,
             host_ca,
+            global_host_ca,
             static_key,
         } => {
             validate_name("target", &name)?;
@@ -167,6 +168,10 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
                 .map(|l| Label::parse(l))
                 .collect::<Result<Vec<_>, _>>()?;
             let host_key = match (host_key, trust_on_first_use) {
+                // An empty list means the gateway-wide one.
+                _ if global_host_ca => HostKeyPolicy::CertifiedBy {
+                    ca_keys: Vec::new(),
+                },
                 _ if host_ca.is_some() => HostKeyPolicy::CertifiedBy {
                     ca_keys: host_ca
                         .as_deref()
@@ -209,6 +214,9 @@ pub async fn target(dir: &DataDir, command: TargetCommand) -> Result<()> {
                     HostKeyPolicy::Pinned { .. } => "pinned",
                     HostKeyPolicy::TrustOnFirstUse { recorded: Some(_) } => "recorded at first use",
                     HostKeyPolicy::TrustOnFirstUse { recorded: None } => "trust on first use",
+                    HostKeyPolicy::CertifiedBy { ca_keys } if ca_keys.is_empty() => {
+                        "global host CA list"
+                    }
                     HostKeyPolicy::CertifiedBy { .. } => "host CA",
                 };
                 vec![

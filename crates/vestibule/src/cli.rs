@@ -298,17 +298,21 @@ pub enum TargetCommand {
         /// The target's host key, as in known_hosts: "ssh-ed25519 AAAA...".
         #[arg(
             long,
-            conflicts_with_all = ["trust_on_first_use", "host_ca"],
-            required_unless_present_any = ["trust_on_first_use", "host_ca"]
+            conflicts_with_all = ["trust_on_first_use", "host_ca", "global_host_ca"],
+            required_unless_present_any = ["trust_on_first_use", "host_ca", "global_host_ca"]
         )]
         host_key: Option<String>,
         /// Record the key the target presents at first contact and pin it.
-        #[arg(long, conflicts_with = "host_ca")]
+        #[arg(long, conflicts_with_all = ["host_ca", "global_host_ca"])]
         trust_on_first_use: bool,
         /// Verify the target by its host certificate, signed by a CA key in FILE
         /// (public key lines, or known_hosts `@cert-authority` lines).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "global_host_ca")]
         host_ca: Option<PathBuf>,
+        /// Verify the target by its host certificate, signed by a CA in the
+        /// gateway-wide list (`ssh.target_host_cas` in the configuration).
+        #[arg(long)]
+        global_host_ca: bool,
         /// Log in with the gateway's static key (`vestibule gateway-key` in the
         /// target's authorized_keys) instead of a per-session certificate.
         #[arg(long)]

@@ -25,6 +25,10 @@ target_connect_timeout_secs = 10
 # Extra names and addresses the gateway's host certificate is valid for, besides
 # this machine's hostname, localhost, 127.0.0.1 and ::1 (e.g. "bastion.example.com").
 host_names = []
+# A file of CA public keys (or known_hosts `@cert-authority` lines) trusted to
+# certify the host keys of targets added with `--global-host-ca`. Read at each
+# connection, so edits apply at once. Unset: such targets are refused.
+# target_host_cas = "target_host_cas.pub"
 
 [ca]
 # Lifetime, in seconds, of the certificate the gateway makes for each session to
@@ -188,6 +192,8 @@ pub struct SshConfig {
     pub target_connect_timeout_secs: u64,
     #[serde(default)]
     pub host_names: Vec<String>,
+    #[serde(default)]
+    pub target_host_cas: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

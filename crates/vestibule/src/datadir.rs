@@ -48,7 +48,7 @@ impl DataDir {
         self.config_path().exists()
     }
 
-    fn resolve(&self, relative: &str) -> PathBuf {
+    pub fn resolve(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
 

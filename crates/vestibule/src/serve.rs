@@ -57,6 +57,11 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         authorizer: Authorizer::new(Box::new(policies)),
         events,
         access_requests: config.access_requests.settings(),
+        target_host_cas: config
+            .ssh
+            .target_host_cas
+            .as_deref()
+            .map(|path| dir.resolve(path)),
     };
     let host_fingerprint = settings
         .host_key

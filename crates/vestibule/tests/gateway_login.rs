@@ -367,7 +367,7 @@ fn targets_can_be_verified_by_their_host_ca() {
     );
     let host_key_line = format!("HostKey {}", host_key.display());
     let cert_line = format!("HostCertificate {}-cert.pub", host_key.display());
-    let w = World::with_sshd_config(&[&host_key_line, &cert_line]);
+    let mut w = World::with_sshd_config(&[&host_key_line, &cert_line]);
 
     add_host_ca_target(&w, "site1", &site_ca.with_extension("pub"));
     w.exec("alice:site1", "whoami")
@@ -382,6 +382,44 @@ fn targets_can_be_verified_by_their_host_ca() {
         "host certificate",
         "site2",
     ]);
+
+    // The gateway-wide list: refused while none is configured, then trusted
+    // as the list says, re-read at each connection.
+    let port = w.target.port.to_string();
+    w.gw.cli_ok(&[
+        "target",
+        "add",
+        "site3",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--login",
+        "root",
+        "--global-host-ca",
+    ]);
+    w.exec("alice:site3", "true")
+        .assert_refused_with(&["site3", "none is configured"]);
+    let list = w.gw.data_dir().join("target_host_cas.pub");
+    fs::write(
+        &list,
+        fs::read_to_string(other_ca.with_extension("pub")).unwrap(),
+    )
+    .unwrap();
+    let config = w.gw.data_dir().join("vestibule.toml");
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "# target_host_cas = \"target_host_cas.pub\"",
+        "target_host_cas = \"target_host_cas.pub\"",
+    );
+    fs::write(&config, text).unwrap();
+    w.gw.restart();
+    w.exec("alice:site3", "true")
+        .assert_refused_with(&["host certificate", "site3"]);
+    let site = fs::read_to_string(site_ca.with_extension("pub")).unwrap();
+    fs::write(&list, format!("# site CA\n@cert-authority * {site}")).unwrap();
+    w.exec("alice:site3", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
 }
 
 #[test]
@@ -390,11 +428,20 @@ fn a_locked_user_gets_no_certificate_and_their_certificate_opens_no_session() {
     let home = LoginHome::new();
     login_with_password(&w, &home, "carol", PASSWORD, &[]).assert_ok();
     let key = home.key();
-    w.gw.cli_ok(&["lock", "add", "--user", "carol", "--reason", "left the company"]);
+    w.gw.cli_ok(&[
+        "lock",
+        "add",
+        "--user",
+        "carol",
+        "--reason",
+        "left the company",
+    ]);
     let refused = login_with_password(&w, &home, "carol", PASSWORD, &[]);
     refused.assert_failed();
     assert!(
-        refused.stderr_str().contains("user carol is locked: left the company"),
+        refused
+            .stderr_str()
+            .contains("user carol is locked: left the company"),
         "{refused}"
     );
     ssh_with_key(&w, &key, "carol:web1", "true")

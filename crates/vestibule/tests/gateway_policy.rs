@@ -305,7 +305,15 @@ fn a_person_files_a_request_at_the_ssh_prompt_and_goes_on_once_approved() {
     let w = World::new();
     w.add_target("db1", &["--label", "env=staging"]);
     let bob = w.new_user("bob", &[]);
-    w.gw.cli_ok(&["role", "add", "approvers", "--targets", "*", "--logins", "none"]);
+    w.gw.cli_ok(&[
+        "role",
+        "add",
+        "approvers",
+        "--targets",
+        "*",
+        "--logins",
+        "none",
+    ]);
     w.grant("approvers", "alice");
     write_policy(
         &w,
@@ -313,7 +321,11 @@ fn a_person_files_a_request_at_the_ssh_prompt_and_goes_on_once_approved() {
         r#"permit (principal, action == Vestibule::Action::"request.create", resource)
 when { resource.hasTag("env") && resource.getTag("env") == "staging" };"#,
     );
-    let tmux = Tmux::start(&bob.interactive_ssh_line(w.gw.port, "bob:root@db1"), 120, 30);
+    let tmux = Tmux::start(
+        &bob.interactive_ssh_line(w.gw.port, "bob:root@db1"),
+        120,
+        30,
+    );
     tmux.wait_for_text("You may request access to db1 as root");
     tmux.type_line("INC-42 replica lag");
     let screen = tmux.wait_for_text("waiting up to");
@@ -324,7 +336,10 @@ when { resource.hasTag("env") && resource.getTag("env") == "staging" };"#,
         .expect("request id on screen")
         .to_owned();
     let listed = w.gw.cli_ok(&["request", "list", "--json"]).stdout_str();
-    assert!(listed.contains("INC-42 replica lag") && listed.contains(&id), "{listed}");
+    assert!(
+        listed.contains("INC-42 replica lag") && listed.contains(&id),
+        "{listed}"
+    );
     w.gw.cli_ok(&["request", "approve", &id, "--as", "alice"]);
     tmux.wait_for_text("request approved");
     tmux.wait_for_prompt();

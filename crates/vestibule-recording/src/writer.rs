@@ -1,0 +1,216 @@
+//! The background writer of one recording: every flush interval, or sooner
+//! when the buffer passes its wake mark, it swaps the recorder's buffer for an
+//! empty one and writes the full one on the blocking pool, off the data path.
+//!
+//! The file it holds carries an exclusive flock for the recording's lifetime;
+//! a store opened later (by a new gateway or the CLI) reads a free lock on a
+//! recording still marked "recording" as its writer having died.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::recorder::{Ending, Shared};
+
+/// What the writer leaves when it stops.
+#[derive(Debug)]
+pub(crate) struct WriterEnd {
+    /// Still open, so the lock holds until the metadata says how it ended.
+    pub(crate) file: Option<File>,
+    /// Bytes in the file.
+    pub(crate) written: u64,
+    /// SHA-256 of what was written; None when a failed write may have left
+    /// part of a buffer behind, so the file must be hashed from disk.
+    pub(crate) hasher: Option<Sha256>,
+    pub(crate) error: Option<String>,
+}
+
+impl WriterEnd {
+    pub(crate) fn lost(why: String) -> WriterEnd {
+        WriterEnd {
+            file: None,
+            written: 0,
+            hasher: None,
+            error: Some(why),
+        }
+    }
+}
+
+pub(crate) struct WriterSetup {
+    pub(crate) file: File,
+    /// The header, already written and hashed.
+    pub(crate) written: u64,
+    pub(crate) hasher: Sha256,
+    pub(crate) interval: Duration,
+    pub(crate) sync: bool,
+}
+
+struct Written {
+    file: File,
+    hasher: Sha256,
+    buf: Vec<u8>,
+    result: std::io::Result<()>,
+}
+
+fn write_out(mut file: File, mut hasher: Sha256, buf: Vec<u8>, sync: bool) -> Written {
+    let result = file
+        .write_all(&buf)
+        .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+    if result.is_ok() {
+        hasher.update(&buf);
+    }
+    Written {
+        file,
+        hasher,
+        buf,
+        result,
+    }
+}
+
+/// The periodic fdatasync runs beside the writes (on a second descriptor of
+/// the same file), so a slow disk flush never stops the buffer from draining.
+struct Syncer {
+    fd: Option<Arc<File>>,
+    running: Option<JoinHandle<std::io::Result<()>>>,
+    /// Bytes were written since the last sync started.
+    dirty: bool,
+}
+
+impl Syncer {
+    /// Collect a finished sync's result; start another if bytes await one.
+    async fn tick(&mut self) -> Result<(), String> {
+        if self.running.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.collect().await?;
+        }
+        if self.running.is_none()
+            && self.dirty
+            && let Some(fd) = &self.fd
+        {
+            let fd = fd.clone();
+            self.dirty = false;
+            self.running = Some(tokio::task::spawn_blocking(move || fd.sync_data()));
+        }
+        Ok(())
+    }
+
+    async fn collect(&mut self) -> Result<(), String> {
+        match self.running.take() {
+            None => Ok(()),
+            Some(h) => match h.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("syncing the recording: {e}")),
+                Err(e) => Err(format!("recording sync task: {e}")),
+            },
+        }
+    }
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
+    let WriterSetup {
+        file,
+        mut written,
+        hasher,
+        interval,
+        sync,
+    } = setup;
+    let mut syncer = Syncer {
+        // Without a second descriptor, syncs happen only at the end.
+        fd: if sync {
+            file.try_clone().ok().map(Arc::new)
+        } else {
+            None
+        },
+        running: None,
+        dirty: false,
+    };
+    let mut file = Some(file);
+    let mut hasher = Some(hasher);
+    let mut spare: Vec<u8> = Vec::new();
+    let mut error = None;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let ticked = tokio::select! {
+            _ = tick.tick() => true,
+            () = shared.wake.notified() => false,
+        };
+        let ending = {
+            let mut guard = shared.lock();
+            let a = &mut *guard;
+            let t = a.start.elapsed();
+            if ticked || a.ending != Ending::Running {
+                a.enc
+                    .on_flush(t, a.traffic, &mut a.counts_written, &mut a.buf);
+            }
+            if a.ending != Ending::Running {
+                a.enc.on_end(t, &mut a.buf);
+            }
+            std::mem::swap(&mut a.buf, &mut spare);
+            a.in_flight = spare.len();
+            a.woken = false;
+            a.ending
+        };
+        let last = ending != Ending::Running;
+        if last && let Err(e) = syncer.collect().await {
+            error = Some(e);
+        }
+        if error.is_none() && (!spare.is_empty() || (last && sync)) {
+            let (Some(f), Some(h)) = (file.take(), hasher.take()) else {
+                break;
+            };
+            let buf = std::mem::take(&mut spare);
+            // The last write syncs inline: finish() reports it as stored.
+            let sync_now = last && sync;
+            match tokio::task::spawn_blocking(move || write_out(f, h, buf, sync_now)).await {
+                Ok(w) => {
+                    let n = w.buf.len() as u64;
+                    spare = w.buf;
+                    file = Some(w.file);
+                    if let Err(e) = w.result {
+                        error = Some(format!("writing the recording: {e}"));
+                        // Part of the buffer may be on disk: hash the file later.
+                    } else {
+                        hasher = Some(w.hasher);
+                        written += n;
+                        syncer.dirty |= n > 0;
+                    }
+                }
+                Err(e) => error = Some(format!("recording writer task: {e}")),
+            }
+        }
+        if ticked
+            && error.is_none()
+            && let Err(e) = syncer.tick().await
+        {
+            error = Some(e);
+        }
+        spare.clear();
+        {
+            let mut a = shared.lock();
+            a.in_flight = 0;
+            if error.is_some() {
+                a.failed = true;
+            }
+        }
+        shared.drained.notify_waiters();
+        if let Some(e) = &error {
+            tracing::error!(error = %e, "recording failed; its session will be ended");
+            break;
+        }
+        if last {
+            break;
+        }
+    }
+    WriterEnd {
+        file,
+        written,
+        hasher,
+        error,
+    }
+}

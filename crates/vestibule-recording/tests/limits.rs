@@ -1,0 +1,166 @@
+//! Failing closed: a full buffer, a full disk, too little free space.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use vestibule_recording::{RecordingError, RecordingStore, State};
+
+/// On a current-thread runtime the writer cannot run while the test pushes
+/// bytes without awaiting, so the buffer fills deterministically.
+#[tokio::test]
+async fn exceeding_the_buffer_limit_is_an_error_and_the_recording_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.buffer_limit_bytes = 64 << 10;
+    let store = RecordingStore::open(&c).await.unwrap();
+    let rec = store.start(meta(exec("cat big"))).await.unwrap();
+    let chunk = vec![b'a'; 4096];
+    let mut accepted = 0;
+    let err = loop {
+        match rec.output(&chunk) {
+            Ok(()) => accepted += chunk.len(),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, RecordingError::BufferFull { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "recording storage cannot keep up");
+    assert!(accepted > 32 << 10 && accepted <= 64 << 10, "{accepted}");
+    // Once refused, always refused: the session must end.
+    assert!(rec.output(b"x").is_err());
+    let id = rec.id().to_owned();
+    let summary = rec.finish().await.unwrap();
+    assert!(!summary.complete);
+    let info = store.get(&id).await.unwrap();
+    assert_eq!(info.state, State::Incomplete);
+    assert!(info.problem.unwrap().contains("refused"));
+    // What was accepted is all there.
+    let l = lines(&data_path(&store, &id));
+    assert_eq!(text(&l, "o").len(), accepted);
+    assert_eq!(info.traffic.output as usize, accepted);
+}
+
+/// A pump that awaits `ready()` between chunks is slowed down, never cut off.
+#[tokio::test]
+async fn ready_turns_a_slow_writer_into_backpressure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.buffer_limit_bytes = 64 << 10;
+    let store = RecordingStore::open(&c).await.unwrap();
+    let rec = store.start(meta(exec("cat big"))).await.unwrap();
+    let chunk = vec![b'a'; 8192];
+    for _ in 0..2000 {
+        rec.output(&chunk).unwrap();
+        rec.ready().await;
+    }
+    let id = rec.id().to_owned();
+    assert!(rec.finish().await.unwrap().complete);
+    assert_eq!(
+        text(&lines(&data_path(&store, &id)), "o").len(),
+        2000 * 8192
+    );
+}
+
+#[tokio::test]
+async fn below_min_free_space_start_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.min_free_bytes = u64::MAX / 2;
+    let store = RecordingStore::open(&c).await.unwrap();
+    let err = store.start(meta(pty())).await.unwrap_err();
+    assert_eq!(err.to_string(), "recording storage unavailable");
+    assert!(err.detail().unwrap().contains("min_free_bytes"), "{err:?}");
+    assert!(store.check_storage().await.is_err());
+    assert!(store.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_directory_refuses_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir.path().join("rec")).await;
+    std::fs::remove_dir_all(dir.path().join("rec")).unwrap();
+    let err = store.start(meta(pty())).await.unwrap_err();
+    assert_eq!(err.to_string(), "recording storage unavailable");
+}
+
+/// A 1 MiB tmpfs, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_new_sessions_and_fails_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&dir.path().join("small")) else {
+        eprintln!(
+            "NOTICE: cannot mount a tmpfs (not root?); full-disk test covered by min_free_bytes only"
+        );
+        return;
+    };
+    let mut c = config(&fs.0.join("rec"));
+    c.flush_interval_ms = 50;
+    let store = RecordingStore::open(&c).await.unwrap();
+    let running = store.start(meta(pty())).await.unwrap();
+    running.output(b"before the disk filled\r\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fill(&fs.0);
+
+    let err = store.start(meta(pty())).await.unwrap_err();
+    assert_eq!(err.to_string(), "recording storage unavailable");
+    assert!(
+        format!("vestibule: {err}, session refused")
+            == "vestibule: recording storage unavailable, session refused"
+    );
+
+    // The running session fails at its next flush and must be ended.
+    let chunk = vec![b'x'; 16 << 10];
+    let mut failed = None;
+    for _ in 0..200 {
+        if let Err(e) = running.output(&chunk) {
+            failed = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let failed = failed.expect("writer never failed on a full disk");
+    assert!(matches!(failed, RecordingError::Failed), "{failed:?}");
+    assert_eq!(failed.to_string(), "recording storage failed");
+    let id = running.id().to_owned();
+    // Room for the metadata update.
+    std::fs::remove_file(fs.0.join("filler")).unwrap();
+    let summary = running.finish().await.unwrap();
+    assert!(!summary.complete);
+    let info = store.get(&id).await.unwrap();
+    assert_eq!(info.state, State::Incomplete);
+    let content = std::fs::read_to_string(data_path(&store, &id)).unwrap();
+    assert!(content.contains("before the disk filled"));
+    drop(store);
+    drop(fs);
+}

@@ -1,0 +1,126 @@
+//! Throughput of the hot path, for docs/recording.md. Run it optimized:
+//!
+//! ```text
+//! cargo test --release -p vestibule-recording --test throughput -- --ignored --nocapture
+//! ```
+//!
+//! - "hot path": CPU time of the calling thread inside `output()`, which is
+//!   what the gateway's data path pays per byte;
+//! - "all": CPU time of the whole process (hot path, the writer's copies
+//!   into the page cache, SHA-256, finish) per GiB handed in, to compare with
+//!   the gateway's own CPU per GiB in docs/benchmarks.md;
+//! - "wall": until `finish()` has written, synced and hashed everything, the
+//!   producer awaiting `ready()` after each chunk as a pump would. With the
+//!   default directory this includes the disk; `BENCH_DIR=/dev/shm` leaves it out.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use rustix::time::{ClockId, clock_gettime};
+
+use common::*;
+use vestibule_recording::{RecordingStore, SessionKind};
+
+const CHUNK: usize = 32 << 10;
+const TOTAL: usize = 1 << 30;
+
+fn terminal_chunk() -> Vec<u8> {
+    let line = "drwxr-xr-x  2 root root  4096 Jan  1 00:00 \x1b[01;34mdirectory-ü\x1b[0m\r\n";
+    line.as_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(CHUNK)
+        .collect()
+}
+
+fn log_chunk() -> Vec<u8> {
+    let line = "2025-01-01T00:00:00Z INFO request served path=/api/v1/items status=200 took=3ms\n";
+    line.as_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(CHUNK)
+        .collect()
+}
+
+fn binary_chunk() -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..CHUNK)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn cpu(id: ClockId) -> Duration {
+    let t = clock_gettime(id);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+async fn measure(name: &str, kind: SessionKind, chunk: &[u8]) {
+    // BENCH_DIR=/dev/shm takes the disk out of the end-to-end figure.
+    let dir = match std::env::var("BENCH_DIR") {
+        Ok(d) => tempfile::tempdir_in(d).unwrap(),
+        Err(_) => tempfile::tempdir().unwrap(),
+    };
+    let c = config(dir.path());
+    let store = RecordingStore::open(&c).await.unwrap();
+    let rec = store.start(meta(kind)).await.unwrap();
+    let start = Instant::now();
+    let cpu_start = cpu(ClockId::ProcessCPUTime);
+    let mut in_calls = Duration::ZERO;
+    let mut sent = 0;
+    while sent < TOTAL {
+        // No await inside output(): the same thread before and after.
+        let t = cpu(ClockId::ThreadCPUTime);
+        rec.output(chunk).unwrap();
+        in_calls += cpu(ClockId::ThreadCPUTime).saturating_sub(t);
+        sent += chunk.len();
+        // What a pump would do: let a slow disk push back.
+        rec.ready().await;
+    }
+    let summary = rec.finish().await.unwrap();
+    let total = start.elapsed();
+    let all = cpu(ClockId::ProcessCPUTime).saturating_sub(cpu_start);
+    let mb = sent as f64 / 1e6;
+    let gib = sent as f64 / (1u64 << 30) as f64;
+    println!(
+        "{name:<32} hot path {:>6.0} MB/s = {:.3} CPU s/GiB | all {:.2} CPU s/GiB | wall {:>4.0} MB/s | file {:>4.0} MB",
+        mb / in_calls.as_secs_f64(),
+        in_calls.as_secs_f64() / gib,
+        all.as_secs_f64() / gib,
+        mb / total.as_secs_f64(),
+        summary.bytes as f64 / 1e6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run with --release --ignored"]
+async fn output_throughput_32k_chunks() {
+    println!("1 GiB in 32 KiB chunks per case");
+    measure("pty, terminal text (asciicast)", pty(), &terminal_chunk()).await;
+    measure(
+        "exec, log text (json lines)",
+        exec("tail -f log"),
+        &log_chunk(),
+    )
+    .await;
+    measure(
+        "exec, binary (raw blobs)",
+        exec("cat /dev/urandom"),
+        &binary_chunk(),
+    )
+    .await;
+    measure(
+        "exec, zeros (raw blobs)",
+        exec("cat /dev/zero"),
+        &[0u8; CHUNK],
+    )
+    .await;
+    measure("scp (counts only)", exec("scp -f /big"), &binary_chunk()).await;
+}
