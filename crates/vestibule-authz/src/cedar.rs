@@ -267,7 +267,7 @@ impl CedarEngine {
             uid("User", &subject.person)?,
             uid("Action", action.name())?,
             uid("Target", &target.name)?,
-            context.to_cedar(&action).map_err(|e| e.to_string())?,
+            context.to_cedar(&action)?,
             Some(&self.schema),
         )
         .map_err(|e| e.to_string())?;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cedar_policy::{Context, ContextCreationError, RestrictedExpression};
+use cedar_policy::{Context, RestrictedExpression};
 
 use crate::Action;
 
@@ -44,7 +44,7 @@ impl RequestContext {
         }
     }
 
-    pub(crate) fn to_cedar(&self, action: &Action<'_>) -> Result<Context, ContextCreationError> {
+    pub(crate) fn to_cedar(&self, action: &Action<'_>) -> Result<Context, String> {
         let unix = self
             .now
             .duration_since(UNIX_EPOCH)
@@ -82,7 +82,7 @@ impl RequestContext {
                             RestrictedExpression::new_long(grant.expires_unix),
                         ),
                     ]);
-                    pairs.push(("grant".into(), record?));
+                    pairs.push(("grant".into(), record.map_err(|e| e.to_string())?));
                 }
             }
             Action::RequestAccess { .. } | Action::ApproveRequest { .. } => {
@@ -120,7 +120,7 @@ impl RequestContext {
             }
             Action::Session { .. } => {}
         }
-        Context::from_pairs(pairs)
+        Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
 }
 

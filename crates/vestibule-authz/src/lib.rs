@@ -134,6 +134,13 @@ impl Verdict {
     }
 }
 
+/// A refusal: what the person is told, and the decision behind it (for the audit trail).
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub denial: Denial,
+    pub verdict: Verdict,
+}
+
 /// Why access was refused. The `Display` form is the line shown to the person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
@@ -230,12 +237,12 @@ impl Authorizer {
         login: &str,
         kind: SessionKind<'_>,
         context: &RequestContext,
-    ) -> Result<SessionGrant, (Denial, Verdict)> {
+    ) -> Result<SessionGrant, Box<Refused>> {
         let action = Action::Session { login, kind };
         let verdict = self.engine.decide(subject, target, action, context);
         if !verdict.allowed {
             let denial = self.denial(subject, target, action, &verdict, context);
-            return Err((denial, verdict));
+            return Err(Box::new(Refused { denial, verdict }));
         }
         // Certificates for the session carry permit-port-forwarding only when
         // forwarding through this target is allowed at all.
@@ -266,7 +273,7 @@ impl Authorizer {
         host: &str,
         port: u16,
         context: &RequestContext,
-    ) -> Result<ForwardGrant, (Denial, Verdict)> {
+    ) -> Result<ForwardGrant, Box<Refused>> {
         let action = Action::PortForward {
             login: session.login(),
             host,
@@ -284,7 +291,7 @@ impl Authorizer {
             ))
         } else {
             let denial = self.denial(subject, session.target(), action, &verdict, context);
-            Err((denial, verdict))
+            Err(Box::new(Refused { denial, verdict }))
         }
     }
 

@@ -65,7 +65,10 @@ fn problems(dir: &Path) -> Vec<PolicyProblem> {
 #[test]
 fn deny_by_default() {
     let authz = Authorizer::roles_only().unwrap();
-    let (err, verdict) = authz
+    let Refused {
+        denial: err,
+        verdict,
+    } = *authz
         .authorize_session(
             &alice(vec![]),
             &target("web1", &["env=prod"]),
@@ -92,7 +95,7 @@ fn roles_stand_for_policies() {
         ("deploy", "role:dev")
     );
     assert!(!grant.may_forward_ports());
-    let (err, _) = authz
+    let Refused { denial: err, .. } = *authz
         .authorize_session(&who, &web, "root", SessionKind::Shell, &ctx())
         .unwrap_err();
     assert_eq!(err.to_string(), "alice may not log in to web1 as root");
@@ -116,7 +119,7 @@ fn forwarding_needs_a_role_that_allows_it() {
     let session = authz
         .authorize_session(&who, &web, "deploy", SessionKind::Shell, &ctx())
         .unwrap();
-    let (err, _) = authz
+    let Refused { denial: err, .. } = *authz
         .authorize_forward(&who, &session, "localhost", 80, &ctx())
         .unwrap_err();
     assert_eq!(err.to_string(), "alice may not forward ports through web1");
@@ -162,7 +165,10 @@ unless { context has ticket };
     )]);
     let who = alice(vec![role("ops", "*", &["root"], false)]);
     let prod = target("db1", &["env=prod"]);
-    let (err, verdict) = authz
+    let Refused {
+        denial: err,
+        verdict,
+    } = *authz
         .authorize_session(&who, &prod, "root", SessionKind::Shell, &ctx())
         .unwrap_err();
     assert_eq!(verdict.policy_ids, ["prod-needs-ticket"]);
@@ -230,7 +236,7 @@ fn exec_command_and_source_address_are_in_context() {
     assert!(authz.explain(&who, &web, exec("uptime"), &inside).allowed);
     assert!(!authz.explain(&who, &web, exec("rm -rf /"), &inside).allowed);
     assert!(!authz.explain(&who, &web, exec("uptime"), &ctx()).allowed);
-    let (err, _) = authz
+    let Refused { denial: err, .. } = *authz
         .authorize_session(&who, &web, "ci", SessionKind::Shell, &inside)
         .unwrap_err();
     assert_eq!(err.to_string(), "alice may not use target web1");

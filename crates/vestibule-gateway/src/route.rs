@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use vestibule_authz::{
-    ForwardGrant, GrantContext, RequestContext, SessionGrant, SessionKind, Subject, Verdict,
+    ForwardGrant, GrantContext, Refused, RequestContext, SessionGrant, SessionKind, Subject,
+    Verdict,
 };
 use vestibule_core::Target;
 use vestibule_store::{AccessRequest, StoreError};
@@ -178,7 +179,8 @@ async fn authorize_inner(shared: &Shared, ask: &Ask<'_>) -> Result<Authorized, R
             });
             Ok(Authorized { grant, roles, jit })
         }
-        Err((denial, verdict)) => {
+        Err(refused) => {
+            let Refused { denial, verdict } = *refused;
             let requestable = verdict.policy_ids.is_empty()
                 && authorizer
                     .explain(
@@ -286,7 +288,8 @@ pub(crate) async fn authorize_forward(
         &context,
     ) {
         Ok(forward) => Ok((session, forward)),
-        Err((denial, verdict)) => {
+        Err(refused) => {
+            let Refused { denial, verdict } = *refused;
             shared.settings.events.publish(SessionEvent::AccessDenied {
                 person: ask.person.to_owned(),
                 target: ask.target.to_owned(),

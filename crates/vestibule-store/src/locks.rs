@@ -47,7 +47,7 @@ impl Lock {
         match self.kind {
             LockKind::User => self.value == person,
             LockKind::Target => self.value == target,
-            LockKind::Role => roles.iter().any(|r| *r == self.value),
+            LockKind::Role => roles.contains(&self.value),
         }
     }
 

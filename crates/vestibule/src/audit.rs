@@ -59,10 +59,6 @@ pub async fn start(dir: &DataDir, config: &Config, store: &Store) -> Result<Audi
 }
 
 impl AuditRuntime {
-    pub fn sinks(&self) -> &SinkSet {
-        &self.sinks
-    }
-
     /// Deliver what the sinks can in a few seconds, sign a final checkpoint, stop.
     pub async fn shutdown(self) {
         self.sinks.shutdown(Duration::from_secs(5)).await;

@@ -162,10 +162,8 @@ async fn read_line(channel: &mut Channel<Msg>) -> Option<String> {
                     let _ = channel.close().await;
                     return None;
                 }
-                0x7f | 8 => {
-                    if line.pop().is_some() {
-                        say(channel, "\x08 \x08").await;
-                    }
+                0x7f | 8 if line.pop().is_some() => {
+                    say(channel, "\x08 \x08").await;
                 }
                 0x20..=0x7e if line.len() < MAX_REASON => {
                     line.push(char::from(byte));
