@@ -58,7 +58,7 @@ impl RequestContext {
             ("now".into(), now),
         ];
         match action {
-            Action::Session { .. } | Action::PortForward { .. } => {
+            Action::Session { .. } | Action::PortForward { .. } | Action::Recording { .. } => {
                 pairs.push(("auth_method".into(), string(&self.auth_method)));
                 pairs.push(("mfa".into(), RestrictedExpression::new_bool(self.mfa)));
                 pairs.push((
@@ -118,7 +118,7 @@ impl RequestContext {
                     RestrictedExpression::new_long(*duration_secs as i64),
                 ));
             }
-            Action::Session { .. } => {}
+            Action::Session { .. } | Action::Recording { .. } => {}
         }
         Context::from_pairs(pairs).map_err(|e| e.to_string())
     }

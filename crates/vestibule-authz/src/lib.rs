@@ -59,6 +59,15 @@ pub enum SessionKind<'a> {
     Sftp,
 }
 
+/// A recording rule policy may turn on for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingRule {
+    /// The session may go on unrecorded when recording storage fails.
+    Optional,
+    /// What the person types is kept too.
+    Keystrokes,
+}
+
 /// What the person wants to do on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action<'a> {
@@ -73,6 +82,8 @@ pub enum Action<'a> {
         host: &'a str,
         port: u16,
     },
+    /// Whether a recording rule applies to a session as `login`.
+    Recording { login: &'a str, rule: RecordingRule },
     /// Ask for just-in-time access to the target as `login`.
     RequestAccess { login: &'a str, duration_secs: u64 },
     /// Approve someone else's request for the target as `login`.
@@ -93,6 +104,14 @@ impl Action<'_> {
                 SessionKind::Sftp => "ssh.sftp",
             },
             Self::PortForward { .. } => "ssh.port_forward",
+            Self::Recording {
+                rule: RecordingRule::Optional,
+                ..
+            } => "recording.optional",
+            Self::Recording {
+                rule: RecordingRule::Keystrokes,
+                ..
+            } => "recording.keystrokes",
             Self::RequestAccess { .. } => "request.create",
             Self::ApproveRequest { .. } => "request.approve",
         }
@@ -102,6 +121,7 @@ impl Action<'_> {
         match self {
             Self::Session { login, .. }
             | Self::PortForward { login, .. }
+            | Self::Recording { login, .. }
             | Self::RequestAccess { login, .. }
             | Self::ApproveRequest { login, .. } => login,
         }
@@ -308,6 +328,20 @@ impl Authorizer {
         })
     }
 
+    /// Whether policy turns `rule` on for this session.
+    pub fn recording_rule(
+        &self,
+        subject: &Subject,
+        target: &Target,
+        login: &str,
+        rule: RecordingRule,
+        context: &RequestContext,
+    ) -> bool {
+        self.engine
+            .decide(subject, target, Action::Recording { login, rule }, context)
+            .allowed
+    }
+
     /// The logins the subject may request just-in-time access for.
     pub fn requestable_logins(
         &self,
@@ -394,14 +428,14 @@ impl Authorizer {
                     }
                 }
             }
-            Action::RequestAccess { .. } | Action::ApproveRequest { .. } => {
-                Denial::ActionNotGranted {
-                    person,
-                    target: target.name.clone(),
-                    login,
-                    action: action.name(),
-                }
-            }
+            Action::RequestAccess { .. }
+            | Action::ApproveRequest { .. }
+            | Action::Recording { .. } => Denial::ActionNotGranted {
+                person,
+                target: target.name.clone(),
+                login,
+                action: action.name(),
+            },
         }
     }
 }

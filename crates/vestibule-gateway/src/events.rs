@@ -80,6 +80,24 @@ pub enum SessionEvent {
         login: String,
         reason: String,
     },
+    SessionRefused {
+        session_id: String,
+        person: String,
+        target: String,
+        login: String,
+        reason: String,
+    },
+    RecordingStored {
+        session_id: String,
+        recording_id: String,
+        sha256: String,
+        bytes: u64,
+        complete: bool,
+    },
+    RecordingFailed {
+        session_id: String,
+        reason: String,
+    },
     TargetFailed {
         person: String,
         target: String,
@@ -296,6 +314,44 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
             .login(login)
             .reason(reason)
             .detail("request_id", request_id.as_str()),
+        SessionEvent::SessionRefused {
+            session_id,
+            person,
+            target,
+            login,
+            reason,
+        } => AuditEvent::new(Action::SessionStart, Outcome::Failure)
+            .user(person)
+            .target(target)
+            .login(login)
+            .session(session_id)
+            .reason(reason)
+            .level(Level::Error),
+        SessionEvent::RecordingStored {
+            session_id,
+            recording_id,
+            sha256,
+            bytes,
+            complete,
+        } => AuditEvent::new(
+            Action::RecordingStored,
+            if *complete {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+        )
+        .session(session_id)
+        .detail("recording_id", recording_id.as_str())
+        .detail("sha256", sha256.as_str())
+        .detail("bytes", *bytes)
+        .detail("complete", *complete),
+        SessionEvent::RecordingFailed { session_id, reason } => {
+            AuditEvent::new(Action::RecordingStored, Outcome::Failure)
+                .session(session_id)
+                .reason(reason)
+                .level(Level::Error)
+        }
         SessionEvent::TargetFailed {
             person,
             target,

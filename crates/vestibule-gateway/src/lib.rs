@@ -57,6 +57,8 @@ pub struct GatewaySettings {
     /// The gateway-wide list of CA keys that certify targets registered with
     /// `--global-host-ca` (one key or `@cert-authority` line per line).
     pub target_host_cas: Option<std::path::PathBuf>,
+    /// Where sessions are recorded; `None` records nothing (tests of other parts).
+    pub recordings: Option<vestibule_recording::RecordingStore>,
 }
 
 /// Just-in-time access: how requests filed over SSH are made and waited for.

@@ -124,6 +124,7 @@ pub async fn sessions(dir: &DataDir, command: SessionsCommand) -> Result<()> {
                 ]
             })
         }
+        SessionsCommand::Watch(_) => unreachable_watch(),
         SessionsCommand::Kill { id, reason } => {
             store
                 .request_session_kill(&id, &reason)
@@ -133,6 +134,11 @@ pub async fn sessions(dir: &DataDir, command: SessionsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `sessions watch` is served by the recordings module (main dispatches it).
+fn unreachable_watch() -> Result<()> {
+    bail!("sessions watch is handled with the recordings")
 }
 
 pub async fn request(dir: &DataDir, command: RequestCommand) -> Result<()> {

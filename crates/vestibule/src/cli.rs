@@ -56,6 +56,11 @@ pub enum Command {
     /// Just-in-time access requests.
     #[command(subcommand)]
     Request(RequestCommand),
+    /// Session recordings: list, verify, export, legal hold, retention.
+    #[command(subcommand)]
+    Recordings(vestibule_recording::cli::RecordingsCommand),
+    /// Replay a recording in the terminal.
+    Play(vestibule_recording::cli::PlayArgs),
     /// The audit trail: verify its chain, search it, print its public key.
     #[command(subcommand)]
     Audit(vestibule_audit::cli::AuditCommand),
@@ -116,6 +121,8 @@ pub enum LockCommand {
 pub enum SessionsCommand {
     /// Live sessions: who, target, login, since, bytes, ticket.
     List(ListArgs),
+    /// Follow a live session's recording read-only.
+    Watch(vestibule_recording::cli::WatchArgs),
     /// End a live session (the person sees the reason).
     Kill {
         id: String,

@@ -84,6 +84,18 @@ checkpoint_interval = "60s"
 # format = "splunk_hec"
 # authorization_file = "/etc/vestibule/hec-token"
 
+[recording]
+# Every session is recorded (terminals as asciicast v2, exec output, scp/rsync
+# byte counts, SFTP file operations, forwards). A session whose recording cannot
+# be stored is refused ("recording storage unavailable") unless a policy permits
+# recording.optional for it. `vestibule recordings`, `vestibule play`.
+storage = "local"          # or "s3" with a [recording.s3] table (docs/recording.md)
+dir = "recordings"         # local storage, and the spool for S3
+flush_interval_ms = 1000   # what the gateway forwarded is on disk within this
+buffer_limit_bytes = 8388608
+min_free_bytes = 268435456 # refuse new sessions below this much free disk
+# retention_days = 90      # delete older recordings (legal holds are kept)
+
 [database]
 # The embedded SQLite database file.
 sqlite = "vestibule.db"
@@ -113,6 +125,8 @@ pub struct Config {
     pub access_requests: AccessRequestsConfig,
     #[serde(default)]
     pub audit: vestibule_audit::AuditConfig,
+    #[serde(default)]
+    pub recording: vestibule_recording::RecordingConfig,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,7 @@ mod datadir;
 mod login;
 mod outbox;
 mod policy;
+mod recordings;
 mod serve;
 mod tls;
 
@@ -84,7 +85,10 @@ async fn dispatch(dir: &DataDir, command: Command) -> anyhow::Result<()> {
         Command::Login(args) => login::run(args).await,
         Command::Policy(command) => policy::run(&dir, command).await,
         Command::Lock(command) => access::lock(&dir, command).await,
+        Command::Sessions(cli::SessionsCommand::Watch(args)) => recordings::watch(&dir, args).await,
         Command::Sessions(command) => access::sessions(&dir, command).await,
+        Command::Recordings(command) => recordings::recordings(&dir, command).await,
+        Command::Play(args) => recordings::play(&dir, args).await,
         Command::Request(command) => access::request(&dir, command).await,
         Command::Audit(command) => {
             if audit::run(&dir, command).await? {

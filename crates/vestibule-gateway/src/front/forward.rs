@@ -4,7 +4,8 @@
 use russh::server::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelOpenFailure};
 
-use super::session::{Destination, SessionContext, Started, bridge_observed};
+use super::observed::{Started, bridge_observed};
+use super::session::{Destination, SessionContext};
 use crate::events::SessionEvent;
 use crate::route::{self, Ask, RouteError, new_session_id};
 use vestibule_authz::SessionKind;
@@ -81,6 +82,10 @@ pub(crate) async fn run(
             .jit
             .as_ref()
             .map(|j| (j.id.clone(), j.expires_at.unwrap_or(0))),
+        recording: vestibule_recording::SessionKind::Forward {
+            host: host.clone(),
+            port,
+        },
     };
     bridge_observed(
         &ctx,

@@ -4,7 +4,9 @@
 mod forward;
 pub(crate) mod jump;
 mod links;
+mod observed;
 mod picker;
+mod recording;
 mod request;
 mod session;
 

@@ -6,19 +6,18 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use russh::server::Msg;
-use russh::{Channel, ChannelId, ChannelMsg, client};
-use std::sync::atomic::Ordering;
+use russh::{Channel, ChannelMsg, client};
 use vestibule_authz::SessionKind;
-use vestibule_store::SessionStart;
 
+use super::observed::{Started, bridge_observed};
 use super::request;
+use vestibule_recording::SessionKind as RecordingKind;
 
 use super::links::LinkCache;
 use super::{TICKET_ENV, env_allowed, picker};
 use crate::Shared;
 use crate::back::{BackError, TargetLink};
 use crate::events::SessionEvent;
-use crate::live::LiveInfo;
 use crate::pump;
 use crate::route::{self, Ask, RouteError, new_session_id};
 
@@ -219,142 +218,32 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
             .jit
             .as_ref()
             .map(|j| (j.id.clone(), j.expires_at.unwrap_or(0))),
+        recording: recording_kind(&command, setup.pty.as_ref()),
     };
     bridge_observed(&ctx, started, pump::ChannelKind::Session, channel, remote).await;
 }
 
-/// What a session (or a forward) is, for the event that says it started.
-pub(crate) struct Started {
-    pub session_id: String,
-    pub target: String,
-    pub login: String,
-    pub kind: String,
-    pub because: String,
-    pub ticket: Option<String>,
-    /// The person's roles, so a role lock can find the session.
-    pub roles: Vec<String>,
-    /// The just-in-time grant (id, end as Unix time) the session rests on.
-    pub jit: Option<(String, i64)>,
-}
-
-/// Run the pump between the two channels, bracketed by the start and end
-/// records, until it ends or a lock, a kill or the end of a grant stops it.
-pub(crate) async fn bridge_observed(
-    ctx: &SessionContext,
-    started: Started,
-    kind: pump::ChannelKind,
-    person: Channel<Msg>,
-    remote: Channel<client::Msg>,
-) {
-    let settings = &ctx.shared.settings;
-    let session_id = started.session_id.clone();
-    let mut live = ctx.shared.live.register(
-        &session_id,
-        LiveInfo {
-            person: ctx.person.clone(),
-            target: started.target.clone(),
-            roles: started.roles,
-            grant_expires: started.jit.as_ref().map(|(_, expires)| *expires),
+/// How a session channel is recorded: a terminal as asciicast, the rest by kind.
+fn recording_kind(command: &Command, pty: Option<&PtySpec>) -> RecordingKind {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match (command, pty) {
+        (Command::Subsystem(name), _) => RecordingKind::Subsystem { name: name.clone() },
+        (command, Some(pty)) => RecordingKind::Pty {
+            term: pty.term.clone(),
+            cols: u16::try_from(pty.cols).unwrap_or(u16::MAX),
+            rows: u16::try_from(pty.rows).unwrap_or(u16::MAX),
+            command: match command {
+                Command::Exec(line) => Some(text(line)),
+                _ => None,
+            },
         },
-    );
-    let record = SessionStart {
-        id: session_id.clone(),
-        person: ctx.person.clone(),
-        target: started.target.clone(),
-        login: started.login.clone(),
-        kind: started.kind.clone(),
-        via_jump: ctx.via_jump,
-        ticket: started.ticket.clone(),
-        grant_id: started.jit.map(|(id, _)| id),
-        source: ctx.peer.map(|p| p.to_string()),
-    };
-    if let Err(error) = settings.store.session_started(&record).await {
-        tracing::error!(%error, session = %session_id, "cannot record the session start");
+        (Command::Exec(line), None) => RecordingKind::Exec {
+            command: text(line),
+        },
+        (Command::Shell, None) => RecordingKind::Exec {
+            command: "(shell without a terminal)".into(),
+        },
     }
-    let started_at = std::time::Instant::now();
-    let start_event = SessionEvent::SessionStarted {
-        session_id: started.session_id,
-        person: ctx.person.clone(),
-        target: started.target.clone(),
-        login: started.login.clone(),
-        kind: started.kind,
-        via_jump: ctx.via_jump,
-        because: started.because,
-        ticket: started.ticket,
-        peer: ctx.peer,
-    };
-    // No byte moves before the audit trail holds the session's start.
-    if let Err(error) = settings.events.publish_durable(start_event).await {
-        tracing::error!(%error, session = %session_id, "session refused");
-        let _ = settings
-            .store
-            .session_ended(
-                &session_id,
-                (0, 0),
-                None,
-                "refused: audit trail unavailable",
-            )
-            .await;
-        return fail_channel(&person, "audit trail unavailable, session refused", true).await;
-    }
-    let person_id = person.id();
-    let bridged = pump::bridge(person, remote, ctx.handle.clone(), kind, &live.counters);
-    let stopped = async {
-        loop {
-            if let Some(reason) = live.stop.borrow_and_update().clone() {
-                return reason;
-            }
-            if live.stop.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let (traffic, outcome) = tokio::select! {
-        traffic = bridged => {
-            let outcome = if traffic.exit_signal { "signal" } else { "closed" };
-            (traffic, outcome.to_owned())
-        }
-        reason = stopped => {
-            end_stopped(ctx, person_id, &reason).await;
-            let traffic = pump::Traffic {
-                bytes_to_target: live.counters.to_target.load(Ordering::Relaxed),
-                bytes_from_target: live.counters.from_target.load(Ordering::Relaxed),
-                ..Default::default()
-            };
-            (traffic, format!("ended: {reason}"))
-        }
-    };
-    let bytes = (traffic.bytes_to_target, traffic.bytes_from_target);
-    if let Err(error) = settings
-        .store
-        .session_ended(&session_id, bytes, traffic.exit_status, &outcome)
-        .await
-    {
-        tracing::error!(%error, session = %session_id, "cannot record the session end");
-    }
-    settings.events.publish(SessionEvent::SessionEnded {
-        session_id,
-        person: ctx.person.clone(),
-        target: record.target,
-        login: record.login,
-        duration: started_at.elapsed(),
-        bytes_to_target: traffic.bytes_to_target,
-        bytes_from_target: traffic.bytes_from_target,
-        exit_status: traffic.exit_status,
-        outcome,
-    });
-}
-
-/// Tell the person why their session was ended, then end it.
-async fn end_stopped(ctx: &SessionContext, id: ChannelId, reason: &str) {
-    let line = format!("\r\nvestibule: {reason}\r\n");
-    let handle = &ctx.handle;
-    let _ = handle
-        .extended_data(id, 1, Bytes::from(line.into_bytes()))
-        .await;
-    let _ = handle.exit_status_request(id, 1).await;
-    let _ = handle.eof(id).await;
-    let _ = handle.close(id).await;
 }
 
 /// Open on the target the same kind of session the person asked for.

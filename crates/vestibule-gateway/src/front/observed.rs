@@ -1,0 +1,210 @@
+//! A bridged channel from start to end, observed: recording, the session's
+//! rows and audit events, the live-session registry, and its stopping by a
+//! lock, a kill, the end of a grant or a recording failure.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use russh::server::Msg;
+use russh::{Channel, ChannelId, client};
+use vestibule_recording::{SessionKind as RecordingKind, SessionRecorder};
+use vestibule_store::SessionStart;
+
+use super::recording;
+use super::session::{SessionContext, fail_channel};
+use crate::events::SessionEvent;
+use crate::live::LiveInfo;
+use crate::pump;
+
+/// What a session (or a forward) is, for the event that says it started.
+pub(crate) struct Started {
+    pub session_id: String,
+    pub target: String,
+    pub login: String,
+    pub kind: String,
+    pub because: String,
+    pub ticket: Option<String>,
+    /// The person's roles, so a role lock can find the session.
+    pub roles: Vec<String>,
+    /// The just-in-time grant (id, end as Unix time) the session rests on.
+    pub jit: Option<(String, i64)>,
+    /// How the channel is recorded.
+    pub recording: RecordingKind,
+}
+
+/// Run the pump between the two channels, bracketed by the start and end
+/// records, until it ends or a lock, a kill or the end of a grant stops it.
+pub(crate) async fn bridge_observed(
+    ctx: &SessionContext,
+    started: Started,
+    kind: pump::ChannelKind,
+    person: Channel<Msg>,
+    remote: Channel<client::Msg>,
+) {
+    let settings = &ctx.shared.settings;
+    let session_id = started.session_id.clone();
+    // Recording starts first: a session that cannot be recorded is refused
+    // before anything says it started.
+    let recorder = match recording::start(ctx, &started).await {
+        Ok(recorder) => recorder,
+        Err(message) => {
+            settings.events.publish(SessionEvent::SessionRefused {
+                session_id: session_id.clone(),
+                person: ctx.person.clone(),
+                target: started.target.clone(),
+                login: started.login.clone(),
+                reason: message.to_owned(),
+            });
+            return fail_channel(&person, message, true).await;
+        }
+    };
+    let mut live = ctx.shared.live.register(
+        &session_id,
+        LiveInfo {
+            person: ctx.person.clone(),
+            target: started.target.clone(),
+            roles: started.roles,
+            grant_expires: started.jit.as_ref().map(|(_, expires)| *expires),
+        },
+    );
+    let record = SessionStart {
+        id: session_id.clone(),
+        person: ctx.person.clone(),
+        target: started.target.clone(),
+        login: started.login.clone(),
+        kind: started.kind.clone(),
+        via_jump: ctx.via_jump,
+        ticket: started.ticket.clone(),
+        grant_id: started.jit.map(|(id, _)| id),
+        source: ctx.peer.map(|p| p.to_string()),
+    };
+    if let Err(error) = settings.store.session_started(&record).await {
+        tracing::error!(%error, session = %session_id, "cannot record the session start");
+    }
+    let started_at = std::time::Instant::now();
+    let start_event = SessionEvent::SessionStarted {
+        session_id: started.session_id,
+        person: ctx.person.clone(),
+        target: started.target.clone(),
+        login: started.login.clone(),
+        kind: started.kind,
+        via_jump: ctx.via_jump,
+        because: started.because,
+        ticket: started.ticket,
+        peer: ctx.peer,
+    };
+    // No byte moves before the audit trail holds the session's start.
+    if let Err(error) = settings.events.publish_durable(start_event).await {
+        tracing::error!(%error, session = %session_id, "session refused");
+        let _ = settings
+            .store
+            .session_ended(
+                &session_id,
+                (0, 0),
+                None,
+                "refused: audit trail unavailable",
+            )
+            .await;
+        if let Some(recorder) = recorder {
+            let _ = recorder.finish().await;
+        }
+        return fail_channel(&person, "audit trail unavailable, session refused", true).await;
+    }
+    let person_id = person.id();
+    let bridged = pump::bridge(
+        person,
+        remote,
+        ctx.handle.clone(),
+        kind,
+        &live.counters,
+        recorder.as_ref(),
+    );
+    let stopped = async {
+        loop {
+            if let Some(reason) = live.stop.borrow_and_update().clone() {
+                return reason;
+            }
+            if live.stop.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let (traffic, outcome) = tokio::select! {
+        traffic = bridged => {
+            let outcome = match &traffic.recording_failed {
+                Some(error) => {
+                    tracing::error!(%error, detail = error.detail().unwrap_or_default(), session = %session_id, "recording failed; session ended");
+                    end_stopped(ctx, person_id, &format!("{error}; session ended")).await;
+                    format!("ended: {error}")
+                }
+                None if traffic.exit_signal => "signal".to_owned(),
+                None => "closed".to_owned(),
+            };
+            (traffic, outcome)
+        }
+        reason = stopped => {
+            end_stopped(ctx, person_id, &reason).await;
+            let traffic = pump::Traffic {
+                bytes_to_target: live.counters.to_target.load(Ordering::Relaxed),
+                bytes_from_target: live.counters.from_target.load(Ordering::Relaxed),
+                ..Default::default()
+            };
+            (traffic, format!("ended: {reason}"))
+        }
+    };
+    let bytes = (traffic.bytes_to_target, traffic.bytes_from_target);
+    if let Err(error) = settings
+        .store
+        .session_ended(&session_id, bytes, traffic.exit_status, &outcome)
+        .await
+    {
+        tracing::error!(%error, session = %session_id, "cannot record the session end");
+    }
+    settings.events.publish(SessionEvent::SessionEnded {
+        session_id: session_id.clone(),
+        person: ctx.person.clone(),
+        target: record.target,
+        login: record.login,
+        duration: started_at.elapsed(),
+        bytes_to_target: traffic.bytes_to_target,
+        bytes_from_target: traffic.bytes_from_target,
+        exit_status: traffic.exit_status,
+        outcome,
+    });
+    if let Some(recorder) = recorder {
+        finish_recording(ctx, &session_id, recorder).await;
+    }
+}
+
+/// Close the recording and say where it is and whether it is complete.
+async fn finish_recording(ctx: &SessionContext, session_id: &str, recorder: SessionRecorder) {
+    let events = &ctx.shared.settings.events;
+    match recorder.finish().await {
+        Ok(summary) => events.publish(SessionEvent::RecordingStored {
+            session_id: session_id.to_owned(),
+            recording_id: summary.id,
+            sha256: summary.sha256,
+            bytes: summary.bytes,
+            complete: summary.complete,
+        }),
+        Err(error) => {
+            tracing::error!(%error, detail = error.detail().unwrap_or_default(), session = %session_id, "cannot finish the recording");
+            events.publish(SessionEvent::RecordingFailed {
+                session_id: session_id.to_owned(),
+                reason: error.to_string(),
+            });
+        }
+    }
+}
+
+/// Tell the person why their session was ended, then end it.
+async fn end_stopped(ctx: &SessionContext, id: ChannelId, reason: &str) {
+    let line = format!("\r\nvestibule: {reason}\r\n");
+    let handle = &ctx.handle;
+    let _ = handle
+        .extended_data(id, 1, Bytes::from(line.into_bytes()))
+        .await;
+    let _ = handle.exit_status_request(id, 1).await;
+    let _ = handle.eof(id).await;
+    let _ = handle.close(id).await;
+}
