@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the programs the end-to-end tests drive are installed
-# (crates/vestibule/tests). Idempotent; installs missing Debian packages as root.
+# (crates/vestibule/tests), asciinema and promtool to check our formats, and the
+# s3s-fs S3 server. Idempotent; installs missing Debian packages as root.
 set -euo pipefail
 
 declare -A need=(
@@ -10,6 +11,8 @@ declare -A need=(
   [/usr/bin/tmux]=tmux
   [/usr/bin/sshpass]=sshpass
   [/usr/bin/expect]=expect
+  [/usr/bin/asciinema]=asciinema
+  [/usr/bin/promtool]=prometheus
 )
 
 missing=()
@@ -23,6 +26,9 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The S3 server the recording tests store to (built once into tools/, ~4 min).
+bash "$(dirname "$0")/s3s-fs.sh" >/dev/null
 
 # sshd's privilege separation directory (the tests also create it).
 mkdir -p /run/sshd
