@@ -121,6 +121,23 @@ impl Gateway {
 }
 
 /// The port in "... SSH listening on 127.0.0.1:PORT ...".
+/// `vestibule init`, then turn session recording off in its configuration.
+pub fn init_without_recording(bin: &Path, data_dir: &Path) -> Result<()> {
+    let status = Command::new(bin)
+        .arg("init")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .status()
+        .context("running vestibule init")?;
+    anyhow::ensure!(status.success(), "vestibule init failed");
+    let config = data_dir.join("vestibule.toml");
+    let text = std::fs::read_to_string(&config).context("reading vestibule.toml")?;
+    let off = text.replace("enabled = true ", "enabled = false");
+    anyhow::ensure!(off != text, "vestibule.toml has no recording.enabled line");
+    write_file(&config, &off)
+}
+
 fn parse_ssh_port(line: &str) -> Option<u16> {
     let (_, rest) = line.split_once("SSH listening on ")?;
     let addr: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;

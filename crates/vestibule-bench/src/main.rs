@@ -44,6 +44,16 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Session recording in the gateway (`off` sets recording.enabled = false),
+    /// to measure what recording costs.
+    #[arg(long, value_enum, default_value = "on")]
+    recording: Recording,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Recording {
+    On,
+    Off,
 }
 
 /// How much of everything a run does.
@@ -120,7 +130,7 @@ fn main() -> Result<()> {
     }
 
     eprintln!("setting up target sshd, bastion sshd and vestibule...");
-    let world = World::setup(&bin)?;
+    let world = World::setup(&bin, args.recording == Recording::On)?;
     world.check_paths()?;
     results.paths = PathKind::ALL
         .iter()

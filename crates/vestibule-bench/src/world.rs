@@ -61,7 +61,7 @@ pub struct World {
 }
 
 impl World {
-    pub fn setup(vestibule_bin: &std::path::Path) -> Result<Self> {
+    pub fn setup(vestibule_bin: &std::path::Path, recording: bool) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("vestibule-bench-")
             .tempdir()
@@ -87,6 +87,9 @@ impl World {
         bastion.authorize(&client_pub)?;
 
         let data_dir = root.join("vestibule-data");
+        if !recording {
+            gateway::init_without_recording(vestibule_bin, &data_dir)?;
+        }
         let gateway = Gateway::start(vestibule_bin, &data_dir, &root.join("vestibule.log"))?;
         target.trust_user_ca(&gateway.admin(&["ca", "export", "user"])?)?;
         target.authorize(&gateway.admin(&["gateway-key"])?)?;

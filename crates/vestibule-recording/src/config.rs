@@ -24,6 +24,9 @@ pub enum StorageKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingConfig {
+    /// Off only for benchmarks and labs: sessions then go unrecorded.
+    #[serde(default = "yes")]
+    pub enabled: bool,
     #[serde(default)]
     pub storage: StorageKind,
     /// Recordings (local storage) or the spool (S3); relative paths are taken
@@ -163,6 +166,7 @@ impl RecordingConfig {
     /// Local storage in `dir` with every other setting at its default.
     pub fn local(dir: impl Into<PathBuf>) -> Self {
         RecordingConfig {
+            enabled: true,
             storage: StorageKind::Local,
             dir: dir.into(),
             flush_interval_ms: default_flush_interval_ms(),

@@ -89,6 +89,7 @@ checkpoint_interval = "60s"
 # byte counts, SFTP file operations, forwards). A session whose recording cannot
 # be stored is refused ("recording storage unavailable") unless a policy permits
 # recording.optional for it. `vestibule recordings`, `vestibule play`.
+enabled = true             # false only for benchmarks and labs
 storage = "local"          # or "s3" with a [recording.s3] table (docs/recording.md)
 dir = "recordings"         # local storage, and the spool for S3
 flush_interval_ms = 1000   # what the gateway forwarded is on disk within this

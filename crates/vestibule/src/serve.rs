@@ -40,15 +40,23 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
     tokio::spawn(reload_on_hangup(policies.clone()));
     let store = dir.open_store(&config).await?;
     let audit = crate::audit::start(&dir, &config, &store).await?;
-    let recordings = crate::recordings::open(&dir).await?;
-    if let Err(error) = recordings.check_storage().await {
-        // Sessions are refused until it works again; the gateway still starts.
-        eprintln!(
-            "vestibule: warning: {error} ({}); sessions will be refused until it is fixed",
-            error.detail().unwrap_or("no detail")
-        );
-    }
-    let _maintenance = AbortOnDrop(recordings.spawn_maintenance());
+    let recordings = if config.recording.enabled {
+        let recordings = crate::recordings::open(&dir).await?;
+        if let Err(error) = recordings.check_storage().await {
+            // Sessions are refused until it works again; the gateway still starts.
+            eprintln!(
+                "vestibule: warning: {error} ({}); sessions will be refused until it is fixed",
+                error.detail().unwrap_or("no detail")
+            );
+        }
+        Some(recordings)
+    } else {
+        eprintln!("vestibule: warning: recording.enabled = false: sessions are NOT recorded");
+        None
+    };
+    let _maintenance = recordings
+        .as_ref()
+        .map(|r| AbortOnDrop(r.spawn_maintenance()));
     let (events, receiver) = EventSink::bounded(EVENT_BUFFER);
     let events = events.with_audit(audit.handle.clone());
     tokio::spawn(events::consume(receiver, Some(audit.handle.clone())));
@@ -66,7 +74,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         authorizer: Authorizer::new(Box::new(policies)),
         events,
         access_requests: config.access_requests.settings(),
-        recordings: Some(recordings),
+        recordings,
         target_host_cas: config
             .ssh
             .target_host_cas
