@@ -27,6 +27,9 @@ pub struct Traffic {
     /// Recording failed, so the session was stopped before the bytes that
     /// could not be recorded moved; the message is for the person.
     pub recording_failed: Option<RecordingError>,
+    /// The target's connection ended without ending the session (no exit
+    /// status, no close); the person's channel is left open to be told why.
+    pub target_lost: bool,
 }
 
 /// After one side closes, how long the other may take to finish before it is cut.
@@ -118,6 +121,9 @@ pub(crate) async fn bridge(
             // the channel at once and lose the status, so a session's EOF is held
             // until the status (or the close) arrives.
             let mut eof_held = false;
+            // Whether the target's side ended without closing the channel:
+            // its connection dropped (sshd killed, host down, network cut).
+            let mut lost = true;
             while let Some(msg) = from_target.wait().await {
                 let sent = match msg {
                     ChannelMsg::Data { data } => {
@@ -173,14 +179,27 @@ pub(crate) async fn bridge(
                             .map_err(|_| russh::Error::SendError);
                         release_eof(&to_person, &mut eof_held, sent).await
                     }
-                    ChannelMsg::Close => break,
+                    ChannelMsg::Close => {
+                        lost = false;
+                        break;
+                    }
                     _ => Ok(()),
                 };
                 if sent.is_err() {
+                    lost = false;
                     break;
                 }
             }
             tracing::trace!(channel = ?person_id, "downstream done");
+            if lost
+                && kind == ChannelKind::Session
+                && traffic.exit_status.is_none()
+                && !traffic.exit_signal
+            {
+                // The caller tells the person, then closes their channel.
+                traffic.target_lost = true;
+                return traffic;
+            }
             let _ = release_eof(&to_person, &mut eof_held, Ok(())).await;
             let _ = to_person.close().await;
             traffic

@@ -137,6 +137,19 @@ pub(crate) async fn bridge_observed(
                     end_stopped(ctx, person_id, &format!("{error}; session ended")).await;
                     format!("ended: {error}")
                 }
+                None if traffic.target_lost => {
+                    let message = format!(
+                        "target {} closed the connection without ending the session",
+                        record.target
+                    );
+                    end_stopped(ctx, person_id, &message).await;
+                    settings.events.publish(SessionEvent::TargetFailed {
+                        person: ctx.person.clone(),
+                        target: record.target.clone(),
+                        reason: message.clone(),
+                    });
+                    format!("ended: {message}")
+                }
                 None if traffic.exit_signal => "signal".to_owned(),
                 None => "closed".to_owned(),
             };

@@ -504,6 +504,14 @@ impl Gateway {
         status.unwrap_or_else(|| panic!("vestibule serve ignored SIGTERM for {STARTUP_TIMEOUT:?}"))
     }
 
+    /// Crash: SIGKILL, then serve again on the same data dir; the port changes.
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill();
+        let (child, port) = spawn_serve(self.dir.path());
+        self.child = child;
+        self.port = port;
+    }
+
     /// Stop (SIGTERM) and serve again on the same data dir; the port changes.
     pub fn restart(&mut self) -> ExitStatus {
         let status = self.stop();
