@@ -206,3 +206,89 @@ fn a_full_disk_mid_session_ends_the_session_with_a_message() {
         out.stdout_str().len()
     );
 }
+
+#[test]
+fn proxyjump_sessions_are_recorded_too() {
+    let w = World::new();
+    let out = common::run(
+        &mut w.alice.ssh_jump(w.gw.port, "root@web1", "echo via-jump"),
+        COMMAND_TIMEOUT,
+    );
+    out.assert_ok().assert_stdout("via-jump\n");
+    let list = finished_recordings(&w, 1);
+    assert_eq!(list[0]["via_jump"], true, "{}", list[0]);
+    assert!(play(&w, list[0]["id"].as_str().unwrap()).contains("via-jump"));
+}
+
+/// s3s-fs (a real S3 server), installed by scripts/s3s-fs.sh.
+fn s3s_fs() -> Option<std::path::PathBuf> {
+    let bin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/s3s-fs/bin/s3s-fs");
+    bin.exists().then_some(bin)
+}
+
+#[test]
+fn recordings_go_to_s3_compatible_storage() {
+    let Some(bin) = s3s_fs() else {
+        eprintln!(
+            "\n*** NOTICE: s3s-fs not installed (scripts/s3s-fs.sh); S3 gateway test SKIPPED ***\n"
+        );
+        return;
+    };
+    let mut w = World::new();
+    let data = w.gw.data_dir().join("s3-data");
+    fs::create_dir_all(data.join("recordings")).unwrap();
+    let port = common::free_port();
+    let mut server = common::ChildGuard::spawn(
+        Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "AKIATEST", "--secret-key", "secretsecret"])
+            .arg(&data),
+        std::process::Stdio::null(),
+        std::process::Stdio::null(),
+    );
+    wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("s3s-fs listens");
+    let config = w.gw.data_dir().join("vestibule.toml");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("storage = \"local\"", "storage = \"s3\"")
+        .replace(
+            "[database]",
+            &format!(
+                "[recording.s3]\nbucket = \"recordings\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\naccess_key_id = \"AKIATEST\"\nsecret_access_key = \"secretsecret\"\nallow_http = true\npath_style = true\n\n[database]"
+            ),
+        );
+    fs::write(&config, text).unwrap();
+    w.gw.restart();
+    w.exec("alice:web1", "echo to-s3")
+        .assert_ok()
+        .assert_stdout("to-s3\n");
+    let list = finished_recordings(&w, 1);
+    let rec = &list[0];
+    assert_eq!(rec["state"], "complete", "{rec}");
+    assert_eq!(rec["upload_pending"], false, "{rec}");
+    let location = rec["location"].to_string();
+    assert!(location.contains("s3"), "{location}");
+    assert!(play(&w, rec["id"].as_str().unwrap()).contains("to-s3"));
+    w.gw.cli_ok(&["recordings", "verify"]);
+    // The bucket goes away: the session that finds out keeps its recording in
+    // the local spool (to be uploaded later); sessions after it are refused.
+    server.kill();
+    // (Its upload is retried for a moment after the session ends, so the
+    // refusals start once those attempts have failed.)
+    w.exec("alice:web1", "echo spooled").assert_ok();
+    let refused = wait_until(Duration::from_secs(30), || {
+        let out = w.exec("alice:web1", "true");
+        out.stderr_str()
+            .contains("recording storage unavailable")
+            .then_some(out)
+    })
+    .expect("sessions refused once the bucket is known to be down");
+    refused.assert_refused_with(&["recording storage unavailable, session refused"]);
+    let out = w.gw.cli_ok(&["recordings", "list", "--json"]);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout_str()).unwrap();
+    assert!(list.iter().any(|r| r["upload_pending"] == true), "{list:?}");
+}
