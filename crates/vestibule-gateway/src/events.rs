@@ -80,6 +80,15 @@ pub enum SessionEvent {
         login: String,
         reason: String,
     },
+    /// The first session of a just-in-time grant: the end of "time to grant".
+    GrantFirstUsed {
+        request_id: String,
+        person: String,
+        target: String,
+        requested_at: i64,
+        approved_at: i64,
+        first_session_at: i64,
+    },
     SessionRefused {
         session_id: String,
         person: String,
@@ -314,6 +323,19 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
             .login(login)
             .reason(reason)
             .detail("request_id", request_id.as_str()),
+        SessionEvent::GrantFirstUsed {
+            request_id,
+            person,
+            target,
+            requested_at,
+            approved_at,
+            first_session_at,
+        } => AuditEvent::new(Action::Other("request.first_use".into()), Outcome::Success)
+            .user(person)
+            .target(target)
+            .detail("request_id", request_id.as_str())
+            .detail("time_to_approval_secs", approved_at - requested_at)
+            .detail("time_to_grant_secs", first_session_at - requested_at),
         SessionEvent::SessionRefused {
             session_id,
             person,

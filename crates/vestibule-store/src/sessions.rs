@@ -173,6 +173,16 @@ impl Store {
         .await?)
     }
 
+    /// How many sessions a just-in-time grant has allowed so far.
+    pub async fn sessions_with_grant(&self, grant_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM sessions WHERE grant_id = ?")
+                .bind(grant_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// At start-up: sessions a previous run left open ended with it.
     pub async fn end_orphaned_sessions(&self) -> Result<u64, StoreError> {
         let done = sqlx::query(

@@ -78,10 +78,7 @@ pub(crate) async fn run(
         because: forward_grant.because().to_owned(),
         ticket: None,
         roles: authorized.roles.clone(),
-        jit: authorized
-            .jit
-            .as_ref()
-            .map(|j| (j.id.clone(), j.expires_at.unwrap_or(0))),
+        jit: authorized.jit.clone(),
         recording: vestibule_recording::SessionKind::Forward {
             host: host.clone(),
             port,

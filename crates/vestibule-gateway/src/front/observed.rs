@@ -8,7 +8,7 @@ use bytes::Bytes;
 use russh::server::Msg;
 use russh::{Channel, ChannelId, client};
 use vestibule_recording::{SessionKind as RecordingKind, SessionRecorder};
-use vestibule_store::SessionStart;
+use vestibule_store::{AccessRequest, SessionStart};
 
 use super::recording;
 use super::session::{SessionContext, fail_channel};
@@ -26,8 +26,8 @@ pub(crate) struct Started {
     pub ticket: Option<String>,
     /// The person's roles, so a role lock can find the session.
     pub roles: Vec<String>,
-    /// The just-in-time grant (id, end as Unix time) the session rests on.
-    pub jit: Option<(String, i64)>,
+    /// The just-in-time grant (an approved request) the session rests on.
+    pub jit: Option<AccessRequest>,
     /// How the channel is recorded.
     pub recording: RecordingKind,
 }
@@ -64,7 +64,7 @@ pub(crate) async fn bridge_observed(
             person: ctx.person.clone(),
             target: started.target.clone(),
             roles: started.roles,
-            grant_expires: started.jit.as_ref().map(|(_, expires)| *expires),
+            grant_expires: started.jit.as_ref().map(|j| j.expires_at.unwrap_or(0)),
         },
     );
     let record = SessionStart {
@@ -75,9 +75,12 @@ pub(crate) async fn bridge_observed(
         kind: started.kind.clone(),
         via_jump: ctx.via_jump,
         ticket: started.ticket.clone(),
-        grant_id: started.jit.map(|(id, _)| id),
+        grant_id: started.jit.as_ref().map(|j| j.id.clone()),
         source: ctx.peer.map(|p| p.to_string()),
     };
+    if let Some(grant) = &started.jit {
+        time_to_grant(ctx, grant).await;
+    }
     if let Err(error) = settings.store.session_started(&record).await {
         tracing::error!(%error, session = %session_id, "cannot record the session start");
     }
@@ -186,6 +189,24 @@ pub(crate) async fn bridge_observed(
     });
     if let Some(recorder) = recorder {
         finish_recording(ctx, &session_id, recorder).await;
+    }
+}
+
+/// The first session a just-in-time grant allows closes its "time to grant":
+/// from the request to this session.
+async fn time_to_grant(ctx: &SessionContext, grant: &AccessRequest) {
+    let settings = &ctx.shared.settings;
+    match settings.store.sessions_with_grant(&grant.id).await {
+        Ok(0) => settings.events.publish(SessionEvent::GrantFirstUsed {
+            request_id: grant.id.clone(),
+            person: ctx.person.clone(),
+            target: grant.target.clone(),
+            requested_at: grant.created_at,
+            approved_at: grant.decided_at.unwrap_or(grant.created_at),
+            first_session_at: crate::live::unix_now(),
+        }),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot count the grant's sessions"),
     }
 }
 

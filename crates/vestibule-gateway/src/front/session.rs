@@ -214,10 +214,7 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         because: grant.because(),
         ticket: setup.ticket.clone(),
         roles: authorized.roles.clone(),
-        jit: authorized
-            .jit
-            .as_ref()
-            .map(|j| (j.id.clone(), j.expires_at.unwrap_or(0))),
+        jit: authorized.jit.clone(),
         recording: recording_kind(&command, setup.pty.as_ref()),
     };
     bridge_observed(&ctx, started, pump::ChannelKind::Session, channel, remote).await;
