@@ -275,6 +275,7 @@ impl CedarEngine {
             allowed: false,
             policy_ids: Vec::new(),
             reasons: Vec::new(),
+            wants_ticket: false,
             errors: Vec::new(),
         };
         let mut permits = BTreeSet::new();
@@ -298,6 +299,9 @@ impl CedarEngine {
                         forbids.insert(id.to_string());
                         if let Some(reason) = policy.annotation("reason") {
                             verdict.reasons.push(reason.to_owned());
+                        }
+                        if policy.annotation("ticket") == Some("required") {
+                            verdict.wants_ticket = true;
                         }
                     }
                     _ => {}
@@ -328,6 +332,7 @@ impl PolicyEngine for CedarEngine {
                 allowed: false,
                 policy_ids: Vec::new(),
                 reasons: Vec::new(),
+                wants_ticket: false,
                 errors: vec![error],
             })
     }

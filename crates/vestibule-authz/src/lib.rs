@@ -138,6 +138,9 @@ pub struct Verdict {
     /// The `@reason("...")` annotations of the forbids that denied, meant for
     /// the person (e.g. "production needs a ticket: ssh -o SetEnv=VESTIBULE_TICKET=...").
     pub reasons: Vec<String>,
+    /// A deciding forbid is annotated `@ticket("required")`: giving a ticket
+    /// may lift it, so the gateway may ask the person for one.
+    pub wants_ticket: bool,
     /// Policies that could not be evaluated for this request (they count as not
     /// applying), with Cedar's message.
     pub errors: Vec<String>,

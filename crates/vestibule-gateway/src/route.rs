@@ -35,6 +35,8 @@ pub enum RouteError {
         target: String,
         login: String,
     },
+    #[error("{denial}")]
+    TicketRequired { denial: Denial, login: String },
     #[error(
         "say which login to use on {target}, e.g. ssh {person}:LOGIN@{target}@bastion (you may use: {allowed})"
     )]
@@ -193,7 +195,9 @@ async fn authorize_inner(shared: &Shared, ask: &Ask<'_>) -> Result<Authorized, R
                         &context,
                     )
                     .allowed;
-            let error = if requestable {
+            let error = if verdict.wants_ticket && ask.ticket.is_none() {
+                RouteError::TicketRequired { denial, login }
+            } else if requestable {
                 RouteError::MayRequest {
                     denial,
                     person: ask.person.to_owned(),

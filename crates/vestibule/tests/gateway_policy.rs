@@ -357,3 +357,29 @@ when { resource.hasTag("env") && resource.getTag("env") == "staging" };"#,
     tmux.type_line("exit");
     assert_eq!(tmux.wait_exit(), 0);
 }
+
+#[test]
+fn a_terminal_session_is_asked_for_the_ticket_a_policy_requires() {
+    let w = World::new();
+    w.add_target("db1", &["--login", "root", "--label", "env=prod"]);
+    write_policy(
+        &w,
+        "tickets.cedar",
+        &TICKET_POLICY.replace("@id(", "@ticket(\"required\")\n@id("),
+    );
+    let tmux = Tmux::start(
+        &w.alice.interactive_ssh_line(w.gw.port, "alice:db1"),
+        120,
+        30,
+    );
+    tmux.wait_for_text("Ticket for this session");
+    tmux.type_line("INC-77");
+    tmux.wait_for_prompt();
+    let live = live_sessions(&w, 1);
+    assert_eq!(live[0]["ticket"], "INC-77", "{live}");
+    tmux.type_line("exit");
+    assert_eq!(tmux.wait_exit(), 0);
+    // Without a terminal the person is told how to give one.
+    w.exec("alice:db1", "true")
+        .assert_refused_with(&["production needs a ticket"]);
+}

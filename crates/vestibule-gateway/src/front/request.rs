@@ -136,6 +136,22 @@ pub(crate) async fn file_and_wait(
     }
 }
 
+/// Ask the person for a ticket at their terminal (a policy requires one and
+/// they gave none with `SetEnv=VESTIBULE_TICKET`). `None` when they cancel.
+pub(crate) async fn ask_ticket(channel: &mut Channel<Msg>, denial: &Denial) -> Option<String> {
+    let prompt = format!(
+        "vestibule: {denial}\r\nTicket for this session (e.g. INC-1234), empty to cancel: "
+    );
+    say(channel, &prompt).await;
+    let ticket = read_line(channel).await?;
+    say(channel, "\r\n").await;
+    if ticket.is_empty() {
+        fail_channel(channel, "no ticket given", true).await;
+        return None;
+    }
+    Some(ticket)
+}
+
 async fn say(channel: &Channel<Msg>, text: &str) {
     let _ = channel
         .data_bytes(Bytes::from(text.as_bytes().to_vec()))

@@ -167,8 +167,26 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         auth_method: ctx.auth_method,
         ticket: setup.ticket.as_deref(),
     };
+    let mut prompted_ticket = None;
     let authorized = match route::authorize(&ctx.shared, &ask).await {
         Ok(authorized) => authorized,
+        Err(RouteError::TicketRequired { denial, login }) if with_pty => {
+            let Some(ticket) = request::ask_ticket(&mut channel, &denial).await else {
+                return;
+            };
+            let ask = Ask {
+                login: Some(&login),
+                ticket: Some(&ticket),
+                ..ask
+            };
+            match route::authorize(&ctx.shared, &ask).await {
+                Ok(authorized) => {
+                    prompted_ticket = Some(ticket);
+                    authorized
+                }
+                Err(error) => return fail_channel(&channel, &error.to_string(), with_pty).await,
+            }
+        }
         Err(RouteError::MayRequest { denial, login, .. }) if with_pty => {
             let ask = Ask {
                 login: Some(&login),
@@ -181,6 +199,9 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         }
         Err(error) => return fail_channel(&channel, &error.to_string(), with_pty).await,
     };
+    if prompted_ticket.is_some() {
+        setup.ticket = prompted_ticket;
+    }
     let grant = &authorized.grant;
     // Each session gets its own target connection: russh pauses a whole
     // connection when one channel's queue is full, so sharing one would let a
