@@ -61,6 +61,8 @@ pub enum SessionEvent {
         because: String,
         ticket: Option<String>,
         peer: Option<SocketAddr>,
+        /// From the person's request to the first byte moving.
+        setup: Duration,
     },
     SessionEnded {
         session_id: String,
@@ -273,6 +275,7 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
             because,
             ticket,
             peer,
+            setup,
         } => {
             let mut e = AuditEvent::new(Action::SessionStart, Outcome::Success)
                 .user(person)
@@ -281,7 +284,8 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
                 .session(session_id)
                 .policy_ids(because.split(','))
                 .detail("kind", kind.as_str())
-                .detail("via_jump", *via_jump);
+                .detail("via_jump", *via_jump)
+                .detail("setup_ms", setup.as_millis() as u64);
             if let Some(ticket) = ticket {
                 e = e.ticket(ticket);
             }

@@ -18,6 +18,7 @@ pub(crate) async fn run(
     channel: Channel<Msg>,
     reply: ChannelOpenHandle,
 ) {
+    let asked = std::time::Instant::now();
     let Destination::Named { target, login } = &ctx.destination else {
         return reply
             .reject(ChannelOpenFailure::AdministrativelyProhibited)
@@ -71,6 +72,7 @@ pub(crate) async fn run(
     };
     reply.accept().await;
     let started = Started {
+        asked,
         session_id: new_session_id(),
         target: target.clone(),
         login: session_grant.login().to_owned(),

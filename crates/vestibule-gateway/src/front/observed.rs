@@ -18,6 +18,8 @@ use crate::pump;
 
 /// What a session (or a forward) is, for the event that says it started.
 pub(crate) struct Started {
+    /// When the person asked for it (set-up time is measured from here).
+    pub asked: std::time::Instant,
     pub session_id: String,
     pub target: String,
     pub login: String,
@@ -95,6 +97,7 @@ pub(crate) async fn bridge_observed(
         because: started.because,
         ticket: started.ticket,
         peer: ctx.peer,
+        setup: started.asked.elapsed(),
     };
     // No byte moves before the audit trail holds the session's start.
     if let Err(error) = settings.events.publish_durable(start_event).await {

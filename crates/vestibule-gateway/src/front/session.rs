@@ -3,6 +3,7 @@
 //! open the same kind of session there, then hand both channels to the pump.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::Bytes;
 use russh::server::Msg;
@@ -168,12 +169,16 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         ticket: setup.ticket.as_deref(),
     };
     let mut prompted_ticket = None;
+    // Session set-up time, for metrics: from here to the first byte moving,
+    // minus any time the person spends at a prompt.
+    let mut asked = Instant::now();
     let authorized = match route::authorize(&ctx.shared, &ask).await {
         Ok(authorized) => authorized,
         Err(RouteError::TicketRequired { denial, login }) if with_pty => {
             let Some(ticket) = request::ask_ticket(&mut channel, &denial).await else {
                 return;
             };
+            asked = Instant::now();
             let ask = Ask {
                 login: Some(&login),
                 ticket: Some(&ticket),
@@ -193,7 +198,10 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
                 ..ask
             };
             match request::file_and_wait(&ctx, &mut channel, &ask, &denial).await {
-                Some(authorized) => authorized,
+                Some(authorized) => {
+                    asked = Instant::now();
+                    authorized
+                }
                 None => return,
             }
         }
@@ -228,6 +236,7 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         }
     };
     let started = Started {
+        asked,
         session_id,
         target: grant.target().name.clone(),
         login: grant.login().to_owned(),
