@@ -30,6 +30,9 @@ fi
 # The S3 server the recording tests store to (built once into tools/, ~4 min).
 bash "$(dirname "$0")/s3s-fs.sh" >/dev/null
 
+# The OpenID Connect provider the SSO tests log in against (npm oidc-provider).
+bash "$(dirname "$0")/oidc-provider.sh" >/dev/null
+
 # sshd's privilege separation directory (the tests also create it).
 mkdir -p /run/sshd
 echo "e2e-prereqs: ok" >&2

@@ -10,6 +10,7 @@
 
 mod challenge;
 mod login;
+mod sso;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use vestibule_store::Store;
 pub use login::{
     ChallengeRequest, ChallengeResponse, KeyProof, LOGIN_NAMESPACE, LoginRequest, LoginResponse,
 };
+pub use sso::{SsoApiSettings, SsoLoginRequest, SsoLoginResponse, SsoWaitRequest, sso_router};
 
 /// What the API needs.
 pub struct ApiSettings {
@@ -32,6 +34,10 @@ pub struct ApiSettings {
     pub default_login_ttl: Duration,
     /// The longest certificate a person may get.
     pub max_login_ttl: Duration,
+    /// Brute-force limits, shared with the SSH front end.
+    pub limiter: Arc<vestibule_identity::limiter::Limiter>,
+    /// Everyone needs a TOTP second factor.
+    pub require_mfa: bool,
 }
 
 pub(crate) struct ApiState {

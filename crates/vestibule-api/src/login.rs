@@ -50,6 +50,9 @@ pub struct LoginRequest {
     pub password: Option<String>,
     #[serde(default)]
     pub key_proof: Option<KeyProof>,
+    /// The current TOTP code, for people with a second factor.
+    #[serde(default)]
+    pub totp_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -122,6 +125,11 @@ pub(crate) async fn login(
             settings.max_login_ttl.as_secs()
         )));
     }
+    // A lockout answers like a wrong password, so it says nothing about the account.
+    if settings.limiter.check(Some(peer.ip()), user).is_err() {
+        tracing::info!(%user, %peer, "login refused: locked out");
+        return Err(denied());
+    }
     let proven = match (&request.password, &request.key_proof) {
         (Some(password), None) => {
             vestibule_identity::verify_password(&settings.store, user, password.clone())
@@ -133,8 +141,11 @@ pub(crate) async fn login(
     };
     if !proven {
         tracing::info!(%user, %peer, "login refused: invalid credentials");
+        slow_down(&state, peer, user).await;
         return Err(denied());
     }
+    let with_totp = second_factor(&state, peer, user, request.totp_code.as_deref()).await?;
+    settings.limiter.success(user);
     // Only after the credentials are proven, so a lock does not reveal who exists.
     let roles: Vec<String> = settings
         .store
@@ -159,7 +170,14 @@ pub(crate) async fn login(
         .issue_user(UserCertRequest {
             public_key: &subject_key,
             principals: vec![user.clone()],
-            key_id: format!("vestibule:{user}:login"),
+            key_id: if with_totp {
+                format!(
+                    "vestibule:{user}:{}",
+                    vestibule_identity::mfa::LOGIN_WITH_TOTP
+                )
+            } else {
+                format!("vestibule:{user}:login")
+            },
             valid_for: ttl,
             backdate: Duration::from_secs(60),
             extensions: vec!["permit-pty", "permit-port-forwarding"],
@@ -185,6 +203,56 @@ pub(crate) async fn login(
         serial: issued.serial,
         valid_before: issued.valid_before,
     }))
+}
+
+/// Count a failure and wait the backoff before answering it.
+async fn slow_down(state: &ApiState, peer: SocketAddr, user: &str) {
+    let delay = state.settings.limiter.failure(Some(peer.ip()), user);
+    tokio::time::sleep(delay).await;
+}
+
+/// After the first factor: the TOTP code, when the person has one or everyone
+/// must; whether one was verified. These answers may say a code is missing: the
+/// first factor is proven.
+async fn second_factor(
+    state: &ApiState,
+    peer: SocketAddr,
+    user: &str,
+    code: Option<&str>,
+) -> Result<bool, ApiError> {
+    let store = &state.settings.store;
+    let enrolled = vestibule_identity::mfa::enrolled(store, user)
+        .await
+        .map_err(internal)?;
+    if !enrolled {
+        if state.settings.require_mfa {
+            tracing::info!(%user, %peer, "login refused: no second factor enrolled");
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                "a second factor is required and none is enrolled; ask an administrator (vestibule user mfa enroll)".into(),
+            ));
+        }
+        return Ok(false);
+    }
+    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "a verification code is required: give totp_code (vestibule login --totp-code CODE)"
+                .into(),
+        ));
+    };
+    let valid = vestibule_identity::mfa::verify_code(store, user, code)
+        .await
+        .map_err(internal)?;
+    if !valid {
+        tracing::info!(%user, %peer, "login refused: wrong or reused verification code");
+        slow_down(state, peer, user).await;
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "invalid or already used verification code".into(),
+        ));
+    }
+    Ok(true)
 }
 
 async fn check_key_proof(state: &ApiState, user: &str, proof: &KeyProof) -> Result<bool, ApiError> {

@@ -141,9 +141,17 @@ impl TargetLink {
             TargetCredential::Certificate => {
                 let (key, certificate) = certs::target_login(shared, grant, session_id)
                     .await
-                    .map_err(|source| BackError::Certificate {
-                        target: name.clone(),
-                        source,
+                    .map_err(|source| {
+                        shared.settings.events.publish(
+                            crate::events::SessionEvent::CertificateSigningFailed {
+                                kind: "user",
+                                reason: source.to_string(),
+                            },
+                        );
+                        BackError::Certificate {
+                            target: name.clone(),
+                            source,
+                        }
                     })?;
                 handle
                     .authenticate_openssh_cert(grant.login(), key, certificate)

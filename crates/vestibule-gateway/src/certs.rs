@@ -44,6 +44,16 @@ async fn record(shared: &Shared, kind: &str, issued: &IssuedCertificate) {
     if let Err(error) = shared.settings.store.record_certificate(&record).await {
         tracing::error!(%error, serial = issued.serial, "cannot record an issued certificate");
     }
+    shared
+        .settings
+        .events
+        .publish(crate::events::SessionEvent::CertificateIssued {
+            kind: if kind == "host" { "host" } else { "user" },
+            serial: issued.serial,
+            key_id: issued.key_id.clone(),
+            principals: issued.principals.clone(),
+            valid_before: issued.valid_before,
+        });
 }
 
 /// A fresh key and a certificate for it that lets the gateway log in to the

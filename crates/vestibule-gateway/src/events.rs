@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use vestibule_audit::{Action, AuditEvent, AuditHandle, Level, Outcome};
+use vestibule_metrics::Metrics;
 
 /// Something security-relevant that happened.
 #[derive(Debug, Clone)]
@@ -30,6 +31,12 @@ pub enum SessionEvent {
         method: &'static str,
         peer: Option<SocketAddr>,
         reason: String,
+    },
+    /// A break-glass token let a person in (published besides `Authenticated`).
+    BreakglassUsed {
+        person: String,
+        token: String,
+        peer: Option<SocketAddr>,
     },
     AccessAllowed {
         person: String,
@@ -66,6 +73,8 @@ pub enum SessionEvent {
     },
     SessionEnded {
         session_id: String,
+        /// What the session was (`shell`, `exec: ...`, `subsystem: sftp`, ...).
+        kind: String,
         person: String,
         target: String,
         login: String,
@@ -80,6 +89,17 @@ pub enum SessionEvent {
         person: String,
         target: String,
         login: String,
+        reason: String,
+    },
+    CertificateIssued {
+        kind: &'static str,
+        serial: u64,
+        key_id: String,
+        principals: Vec<String>,
+        valid_before: u64,
+    },
+    CertificateSigningFailed {
+        kind: &'static str,
         reason: String,
     },
     /// The first session of a just-in-time grant: the end of "time to grant".
@@ -188,14 +208,84 @@ impl EventSink {
     }
 }
 
-/// The consumer: a structured log line per event, and the audit trail for
-/// those not recorded durably already.
-pub async fn consume(mut events: mpsc::Receiver<Published>, audit: Option<AuditHandle>) {
+/// The consumer: a structured log line per event, the audit trail for those
+/// not recorded durably already, and the metrics.
+pub async fn consume(
+    mut events: mpsc::Receiver<Published>,
+    audit: Option<AuditHandle>,
+    metrics: Option<Metrics>,
+) {
     while let Some(Published { event, audited }) = events.recv().await {
         tracing::info!(target: "vestibule::audit", ?event);
         if let (Some(audit), false) = (&audit, audited) {
             audit.record(to_audit(&event));
         }
+        if let Some(metrics) = &metrics {
+            count(metrics, &event);
+        }
+    }
+}
+
+/// The `protocol` label of a session kind.
+fn protocol(kind: &str) -> &'static str {
+    match kind {
+        "shell" => "shell",
+        k if k.starts_with("subsystem: sftp") => "sftp",
+        k if k.starts_with("exec: scp ") => "scp",
+        k if k.starts_with("exec: rsync ") => "rsync",
+        k if k.starts_with("exec") => "exec",
+        k if k.starts_with("port-forward") => "port_forward",
+        _ => "other",
+    }
+}
+
+fn count(metrics: &Metrics, event: &SessionEvent) {
+    match event {
+        SessionEvent::Authenticated { method, .. } => metrics.auth_attempt(method, "success"),
+        SessionEvent::AuthenticationFailed { method, reason, .. } => {
+            let result = if reason.contains("locked out") {
+                "locked_out"
+            } else {
+                "failure"
+            };
+            metrics.auth_attempt(method, result);
+        }
+        SessionEvent::BreakglassUsed { .. } => metrics.breakglass_use(),
+        SessionEvent::AccessAllowed { .. } => metrics.policy_decision("allow"),
+        SessionEvent::AccessDenied { .. } => metrics.policy_decision("deny"),
+        SessionEvent::SessionStarted { kind, setup, .. } => {
+            metrics.session_started(protocol(kind));
+            metrics.session_setup(*setup);
+        }
+        SessionEvent::SessionEnded {
+            kind,
+            bytes_to_target,
+            bytes_from_target,
+            duration,
+            ..
+        } => metrics.session_ended(
+            protocol(kind),
+            *bytes_to_target,
+            *bytes_from_target,
+            *duration,
+        ),
+        SessionEvent::RecordingStored { complete, .. } => metrics.recording_finished(*complete),
+        SessionEvent::RecordingFailed { .. } => metrics.recording_failure("finish"),
+        SessionEvent::SessionRefused { reason, .. } if reason.contains("recording") => {
+            metrics.recording_failure("storage_unavailable");
+        }
+        SessionEvent::CertificateIssued { kind, .. } => metrics.certificate_issued(kind),
+        SessionEvent::CertificateSigningFailed { kind, .. } => {
+            metrics.certificate_signing_failed(kind);
+        }
+        SessionEvent::GrantFirstUsed {
+            requested_at,
+            first_session_at,
+            ..
+        } => metrics.time_to_grant(Duration::from_secs(
+            u64::try_from(first_session_at - requested_at).unwrap_or(0),
+        )),
+        _ => {}
     }
 }
 
@@ -226,6 +316,17 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
                 .user(user)
                 .auth_method(*method)
                 .reason(reason),
+            peer,
+        ),
+        SessionEvent::BreakglassUsed {
+            person,
+            token,
+            peer,
+        } => with_peer(
+            AuditEvent::new(Action::BreakglassUse, Outcome::Success)
+                .user(person)
+                .auth_method("breakglass")
+                .reason(format!("break-glass token {token} used")),
             peer,
         ),
         SessionEvent::AccessAllowed {
@@ -293,6 +394,7 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
         }
         SessionEvent::SessionEnded {
             session_id,
+            kind: _,
             person,
             target,
             login,
@@ -327,6 +429,24 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
             .login(login)
             .reason(reason)
             .detail("request_id", request_id.as_str()),
+        SessionEvent::CertificateIssued {
+            kind,
+            serial,
+            key_id,
+            principals,
+            valid_before,
+        } => AuditEvent::new(Action::CertificateIssue, Outcome::Success)
+            .detail("kind", *kind)
+            .detail("serial", serial.to_string())
+            .detail("key_id", key_id.as_str())
+            .detail("principals", principals.clone())
+            .detail("valid_before", *valid_before),
+        SessionEvent::CertificateSigningFailed { kind, reason } => {
+            AuditEvent::new(Action::CertificateIssue, Outcome::Failure)
+                .detail("kind", *kind)
+                .reason(reason)
+                .level(Level::Error)
+        }
         SessionEvent::GrantFirstUsed {
             request_id,
             person,
@@ -393,6 +513,20 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn breakglass_use_is_critical() {
+        let event = to_audit(&SessionEvent::BreakglassUsed {
+            person: "oncall".into(),
+            token: "0123".into(),
+            peer: Some("192.0.2.9:4000".parse().unwrap()),
+        });
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["event"]["action"], "breakglass.use");
+        assert_eq!(json["log"]["level"], "critical");
+        assert_eq!(json["source"]["ip"], "192.0.2.9");
+        assert_eq!(json["user"]["name"], "oncall");
+    }
 
     #[test]
     fn publishing_never_blocks() {

@@ -59,6 +59,27 @@ pub struct GatewaySettings {
     pub target_host_cas: Option<std::path::PathBuf>,
     /// Where sessions are recorded; `None` records nothing (tests of other parts).
     pub recordings: Option<vestibule_recording::RecordingStore>,
+    pub identity: IdentitySettings,
+}
+
+/// Second factors and brute-force limits.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    /// Shared with the HTTPS login, so both count the same failures.
+    pub limiter: Arc<vestibule_identity::limiter::Limiter>,
+    /// Everyone needs a second factor; people not enrolled are refused.
+    pub require_mfa: bool,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            limiter: Arc::new(vestibule_identity::limiter::Limiter::new(
+                vestibule_identity::limiter::LimiterSettings::default(),
+            )),
+            require_mfa: false,
+        }
+    }
 }
 
 /// Just-in-time access: how requests filed over SSH are made and waited for.

@@ -66,6 +66,9 @@ impl Ask<'_> {
     pub(crate) fn context(&self, grant: Option<&AccessRequest>) -> RequestContext {
         let mut context = RequestContext::now(self.auth_method);
         context.source_ip = self.peer.map(|p| p.ip());
+        // The front end names the factors in the method: `publickey+totp`, `breakglass`.
+        context.mfa = self.auth_method.ends_with("+totp");
+        context.break_glass = self.auth_method == "breakglass";
         context.ticket = self.ticket.map(str::to_owned);
         context.grant = grant.map(|g| GrantContext {
             id: g.id.clone(),

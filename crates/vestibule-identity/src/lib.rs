@@ -2,12 +2,19 @@
 //! SSH front end and the HTTP API.
 //!
 //! Owns: password hashing and checking, matching offered keys against a person's
-//! registered keys, and generating the gateway's own keys.
+//! registered keys, generating the gateway's own keys, TOTP second factors
+//! ([`totp`], [`mfa`]), brute-force limits ([`limiter`]) and break-glass tokens
+//! ([`breakglass`]).
 //! Must not touch: sessions, the network, authorization.
 //!
 //! An unknown user and a wrong credential are indistinguishable to the client:
 //! both are rejected the same way, and a password check for an unknown user
 //! still runs a full argon2 verification against a dummy hash.
+
+pub mod breakglass;
+pub mod limiter;
+pub mod mfa;
+pub mod totp;
 
 use std::sync::OnceLock;
 

@@ -7,9 +7,11 @@
 //! Must not touch: the session data path. The gateway reads the store when a person
 //! authenticates or asks for a target, never per packet.
 
+mod breakglass;
 mod certificates;
 mod error;
 mod locks;
+mod mfa;
 mod outbox;
 mod requests;
 mod roles;
@@ -25,9 +27,11 @@ use sqlx::SqlitePool;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use breakglass::BreakglassRecord;
 pub use certificates::CertificateRecord;
 pub use error::StoreError;
 pub use locks::{Lock, LockKind};
+pub use mfa::MfaRecord;
 pub use requests::{AccessRequest, DecideError, RequestState};
 pub use roles::RoleRecord;
 pub use sessions::{SessionRecord, SessionStart};
@@ -74,6 +78,11 @@ fn migrator() -> Migrator {
             5,
             "audit outbox",
             include_str!("../migrations/sqlite/0005_audit_outbox.sql"),
+        ),
+        migration(
+            6,
+            "identity",
+            include_str!("../migrations/sqlite/0006_identity.sql"),
         ),
     ])
 }

@@ -135,6 +135,7 @@ pub async fn user(dir: &DataDir, command: UserCommand) -> Result<()> {
             store(dir).await?.remove_user(&name).await?;
             println!("Removed user {name}");
         }
+        UserCommand::Mfa(command) => crate::identity::mfa(dir, command).await?,
     }
     Ok(())
 }

@@ -2,11 +2,12 @@
 //! `vestibule audit` commands.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
-use vestibule_audit::sinks::SinkSet;
+use vestibule_audit::sinks::{SinkSet, SinkStats};
 use vestibule_audit::{AuditError, AuditHandle, AuditIndex, AuditKey, AuditWriter};
 use vestibule_store::Store;
 
@@ -17,7 +18,21 @@ use crate::datadir::DataDir;
 pub struct AuditRuntime {
     pub handle: AuditHandle,
     writer: JoinHandle<Result<(), AuditError>>,
-    sinks: SinkSet,
+    sinks: SinkStatsSource,
+}
+
+/// The SIEM sinks, shared with the metrics task until shutdown takes them.
+#[derive(Clone)]
+pub struct SinkStatsSource(Arc<Mutex<Option<SinkSet>>>);
+
+impl SinkStatsSource {
+    pub fn stats(&self) -> Vec<SinkStats> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|sinks| sinks.as_ref().map(SinkSet::stats))
+            .unwrap_or_default()
+    }
 }
 
 impl DataDir {
@@ -54,14 +69,21 @@ pub async fn start(dir: &DataDir, config: &Config, store: &Store) -> Result<Audi
     Ok(AuditRuntime {
         handle,
         writer,
-        sinks,
+        sinks: SinkStatsSource(Arc::new(Mutex::new(Some(sinks)))),
     })
 }
 
 impl AuditRuntime {
+    pub fn sink_stats(&self) -> SinkStatsSource {
+        self.sinks.clone()
+    }
+
     /// Deliver what the sinks can in a few seconds, sign a final checkpoint, stop.
     pub async fn shutdown(self) {
-        self.sinks.shutdown(Duration::from_secs(5)).await;
+        let sinks = self.sinks.0.lock().ok().and_then(|mut s| s.take());
+        if let Some(sinks) = sinks {
+            sinks.shutdown(Duration::from_secs(5)).await;
+        }
         if let Err(error) = self.handle.shutdown().await {
             tracing::error!(%error, "audit trail did not shut down cleanly");
         }

@@ -34,6 +34,9 @@ pub enum Command {
     /// Manage targets.
     #[command(subcommand)]
     Target(TargetCommand),
+    /// Emergency access tokens for when the usual factors are unavailable.
+    #[command(subcommand)]
+    Breakglass(BreakglassCommand),
     /// Manage roles and who holds them.
     #[command(subcommand)]
     Role(RoleCommand),
@@ -260,6 +263,14 @@ pub struct LoginArgs {
     /// Where to write the key and certificate (default ~/.vestibule/keys).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Log in by single sign-on: open (or print) a link to complete in a
+    /// browser; the identity provider must name the same --user.
+    #[arg(long, conflicts_with = "identity")]
+    pub sso: bool,
+    /// The current code of your authenticator app, if you enrolled one
+    /// (default: a second line on standard input after the password).
+    #[arg(long, value_name = "CODE")]
+    pub totp_code: Option<String>,
 }
 
 #[derive(Args)]
@@ -285,6 +296,34 @@ pub enum UserCommand {
     Remove {
         name: String,
     },
+    /// A person's TOTP second factor.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+}
+
+#[derive(Subcommand)]
+pub enum MfaCommand {
+    /// Give a person a new TOTP secret (replacing any) and print it as an
+    /// otpauth:// URI and a QR code for an authenticator app.
+    Enroll { name: String },
+    /// Remove a person's second factor.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum BreakglassCommand {
+    /// Issue a one-time token that lets ACCOUNT in by SSH password login; printed once.
+    Issue {
+        #[arg(long)]
+        account: String,
+        /// How long the token is valid, e.g. 24h, 30m.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Tokens issued, with when (if ever) each was used.
+    List(ListArgs),
 }
 
 #[derive(Subcommand)]

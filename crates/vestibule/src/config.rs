@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -51,6 +52,18 @@ listen = "0.0.0.0:8443"
 tls_cert = "tls/cert.pem"
 tls_key = "tls/key.pem"
 
+[identity]
+# Brute-force protection, shared by SSH and the HTTPS login: failures are counted
+# per source address and per user; each failed answer is delayed by
+# backoff_base_ms doubled per failure, and max_failures failures lock the address
+# or user out for lockout_secs (failures older than that are forgotten).
+max_failures = 5
+lockout_secs = 300
+backoff_base_ms = 250
+# Require a TOTP second factor of everyone (`vestibule user mfa enroll NAME`);
+# people not enrolled are refused. People enrolled are always asked.
+require_mfa = false
+
 [access_requests]
 # Just-in-time access (`vestibule request ...`, or filed at the SSH prompt by a
 # person whom policy lets request a target). Policies under policies/ decide who
@@ -97,6 +110,22 @@ buffer_limit_bytes = 8388608
 min_free_bytes = 268435456 # refuse new sessions below this much free disk
 # retention_days = 90      # delete older recordings (legal holds are kept)
 
+# [sso]
+# OpenID Connect single sign-on (docs/sso.md): web login at /auth/login,
+# `vestibule login --sso`, and SSH logins approved in a browser.
+# issuer = "https://idp.example.com/realms/main"
+# client_id = "vestibule"
+# client_secret_file = "sso_client_secret"   # 0600; or client_secret = "..."
+# scopes = ["openid", "profile", "email", "groups"]
+# username_claim = "preferred_username"      # the Vestibule user name
+# groups_claim = "groups"
+# auto_provision = false                     # true: create unknown users at first login
+# base_url = "https://bastion.example.com:8443"   # the IdP must allow BASE_URL/auth/callback
+# http_timeout_secs = 5                      # an unreachable IdP fails this fast
+# approval_timeout_secs = 300                # how long an SSH or CLI login waits for the browser
+# [sso.groups_to_roles]
+# ops = ["ops"]                              # IdP group -> Vestibule roles
+
 [database]
 # The embedded SQLite database file.
 sqlite = "vestibule.db"
@@ -125,9 +154,49 @@ pub struct Config {
     #[serde(default)]
     pub access_requests: AccessRequestsConfig,
     #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
     pub audit: vestibule_audit::AuditConfig,
     #[serde(default)]
     pub recording: vestibule_recording::RecordingConfig,
+    /// OpenID Connect single sign-on; absent: off.
+    #[serde(default)]
+    pub sso: Option<crate::sso::SsoConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    pub max_failures: u32,
+    pub lockout_secs: u64,
+    pub backoff_base_ms: u64,
+    pub require_mfa: bool,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lockout_secs: 300,
+            backoff_base_ms: 250,
+            require_mfa: false,
+        }
+    }
+}
+
+impl IdentityConfig {
+    pub fn settings(&self) -> vestibule_gateway::IdentitySettings {
+        use vestibule_identity::limiter::{Limiter, LimiterSettings};
+        vestibule_gateway::IdentitySettings {
+            limiter: Arc::new(Limiter::new(LimiterSettings {
+                max_failures: self.max_failures.max(1),
+                lockout: Duration::from_secs(self.lockout_secs),
+                backoff_base: Duration::from_millis(self.backoff_base_ms),
+                ..LimiterSettings::default()
+            })),
+            require_mfa: self.require_mfa,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +351,9 @@ impl Config {
         }
         if !(30..=3600).contains(&config.ca.target_cert_ttl_secs) {
             anyhow::bail!("ca.target_cert_ttl_secs must be between 30 and 3600");
+        }
+        if let Some(sso) = &config.sso {
+            sso.validate()?;
         }
         for cidr in &config.ca.source_addresses {
             let (address, prefix) = cidr.split_once('/').unwrap_or((cidr, "0"));

@@ -2,7 +2,7 @@
 //! API and put it where ssh finds it (and into the running ssh-agent).
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use russh::keys::ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
 use vestibule_api::{
     ChallengeRequest, ChallengeResponse, KeyProof, LOGIN_NAMESPACE, LoginRequest, LoginResponse,
+    SsoLoginRequest, SsoLoginResponse, SsoWaitRequest,
 };
 
 use crate::cli::LoginArgs;
@@ -86,13 +87,20 @@ fn remember(known: &Path, proxy: &str, fingerprint: &str) -> Result<()> {
 }
 
 fn client(fingerprint: String) -> Result<reqwest::Client> {
+    client_with_timeout(fingerprint, std::time::Duration::from_secs(30))
+}
+
+fn client_with_timeout(
+    fingerprint: String,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client> {
     let tls = rustls::ClientConfig::builder()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedCertificate::new(fingerprint)))
         .with_no_client_auth();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(timeout)
         .build()
         .context("cannot build the HTTPS client")
 }
@@ -137,10 +145,27 @@ pub async fn run(args: LoginArgs) -> Result<()> {
     let public_key = key.public_key().to_openssh()?;
     let ttl_secs = args.ttl.as_deref().map(parse_ttl).transpose()?;
 
+    let login = if args.sso {
+        sso_login(&api, &fingerprint, &args, public_key, ttl_secs).await?
+    } else {
+        password_or_key_login(&http, &api, &args, public_key, ttl_secs).await?
+    };
+    remember(&known, &args.proxy, &fingerprint)?;
+    save(&args, &base, &key, &login)
+}
+
+/// Prove who you are with a password (standard input) or a registered key.
+async fn password_or_key_login(
+    http: &reqwest::Client,
+    api: &str,
+    args: &LoginArgs,
+    public_key: String,
+    ttl_secs: Option<u64>,
+) -> Result<LoginResponse> {
     let (password, key_proof) = match &args.identity {
         Some(path) => {
             let challenge: ChallengeResponse = post(
-                &http,
+                http,
                 &format!("{api}/v1/login/challenge"),
                 &ChallengeRequest {
                     user: args.user.clone(),
@@ -180,20 +205,99 @@ pub async fn run(args: LoginArgs) -> Result<()> {
             (Some(line.trim_end_matches(['\r', '\n']).to_owned()), None)
         }
     };
-    let login: LoginResponse = post(
+    // Scripts give the code on the line after the password; people at a
+    // terminal are asked for it when the gateway says one is needed.
+    let interactive = std::io::stdin().is_terminal();
+    let totp_code = match (&args.totp_code, &password) {
+        (Some(code), _) => Some(code.trim().to_owned()),
+        (None, Some(_)) if !interactive => read_code()?,
+        _ => None,
+    };
+    let mut request = LoginRequest {
+        user: args.user.clone(),
+        public_key,
+        ttl_secs,
+        password,
+        key_proof,
+        totp_code,
+    };
+    let url = format!("{api}/v1/login");
+    match post(http, &url, &request).await {
+        Err(error)
+            if interactive
+                && request.password.is_some()
+                && request.totp_code.is_none()
+                && error.to_string().contains("verification code is required") =>
+        {
+            eprint!("Verification code: ");
+            request.totp_code = read_code()?;
+            post(http, &url, &request).await
+        }
+        other => other,
+    }
+}
+
+/// One line of standard input, trimmed; `None` when empty.
+fn read_code() -> Result<Option<String>> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the verification code")?;
+    Ok(Some(line.trim().to_owned()).filter(|c| !c.is_empty()))
+}
+
+/// Single sign-on: register the login, show the link, wait for the browser side.
+async fn sso_login(
+    api: &str,
+    fingerprint: &str,
+    args: &LoginArgs,
+    public_key: String,
+    ttl_secs: Option<u64>,
+) -> Result<LoginResponse> {
+    let http = client(fingerprint.to_owned())?;
+    let start: SsoLoginResponse = post(
         &http,
-        &format!("{api}/v1/login"),
-        &LoginRequest {
-            user: args.user.clone(),
+        &format!("{api}/v1/login/sso"),
+        &SsoLoginRequest {
+            user: Some(args.user.clone()),
             public_key,
             ttl_secs,
-            password,
-            key_proof,
         },
     )
     .await?;
-    remember(&known, &args.proxy, &fingerprint)?;
+    println!("Open {} to log in", start.url);
+    open_browser(&start.url);
+    // One long wait: the gateway answers as soon as the browser side is done.
+    let waiting = client_with_timeout(
+        fingerprint.to_owned(),
+        std::time::Duration::from_secs(start.expires_in_secs + 30),
+    )?;
+    post(
+        &waiting,
+        &format!("{api}/v1/login/sso/wait"),
+        &SsoWaitRequest { code: start.code },
+    )
+    .await
+}
 
+/// Try to open `url` in the person's browser when there is a desktop.
+fn open_browser(url: &str) {
+    let desktop =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if !desktop {
+        return;
+    }
+    let _ = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+/// Write the key and certificate, and hand them to the ssh-agent.
+fn save(args: &LoginArgs, base: &Path, key: &PrivateKey, login: &LoginResponse) -> Result<()> {
     let dir = args.out_dir.clone().unwrap_or_else(|| base.join("keys"));
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let stem = format!("{}@{}", args.user, args.proxy.replace([':', '/'], "_"));

@@ -13,11 +13,14 @@ mod ca;
 mod cli;
 mod config;
 mod datadir;
+mod gauges;
+mod identity;
 mod login;
 mod outbox;
 mod policy;
 mod recordings;
 mod serve;
+mod sso;
 mod tls;
 
 use std::process::ExitCode;
@@ -78,6 +81,7 @@ async fn dispatch(dir: &DataDir, command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(dir, args).await,
         Command::GatewayKey => admin::gateway_key(&dir),
         Command::User(command) => admin::user(&dir, command).await,
+        Command::Breakglass(command) => identity::breakglass(&dir, command).await,
         Command::Target(command) => admin::target(&dir, command).await,
         Command::Role(command) => admin::role(&dir, command).await,
         Command::Ca(command) => ca::run(&dir, command).await,

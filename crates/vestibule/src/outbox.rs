@@ -8,8 +8,8 @@ use vestibule_audit::{Action, AuditEvent, AuditHandle, Outcome};
 use vestibule_store::Store;
 
 use crate::cli::{
-    CaCommand, Command, LockCommand, RequestCommand, RoleCommand, SessionsCommand, TargetCommand,
-    UserCommand,
+    BreakglassCommand, CaCommand, Command, LockCommand, MfaCommand, RequestCommand, RoleCommand,
+    SessionsCommand, TargetCommand, UserCommand,
 };
 
 /// The audit action a command stands for, or `None` if it changes nothing.
@@ -21,7 +21,12 @@ pub fn action_of(command: &Command) -> Option<Action> {
         Command::Request(RequestCommand::Approve { .. }) => Action::RequestApprove,
         Command::Request(RequestCommand::Deny { .. }) => Action::RequestDeny,
         Command::Sessions(SessionsCommand::Kill { .. })
-        | Command::User(UserCommand::Add { .. } | UserCommand::Remove { .. })
+        | Command::User(
+            UserCommand::Add { .. }
+            | UserCommand::Remove { .. }
+            | UserCommand::Mfa(MfaCommand::Enroll { .. } | MfaCommand::Remove { .. }),
+        )
+        | Command::Breakglass(BreakglassCommand::Issue { .. })
         | Command::Target(TargetCommand::Add { .. } | TargetCommand::Remove { .. })
         | Command::Role(
             RoleCommand::Add { .. }

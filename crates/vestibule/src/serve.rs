@@ -59,10 +59,39 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         .map(|r| AbortOnDrop(r.spawn_maintenance()));
     let (events, receiver) = EventSink::bounded(EVENT_BUFFER);
     let events = events.with_audit(audit.handle.clone());
-    tokio::spawn(events::consume(receiver, Some(audit.handle.clone())));
+    let metrics = vestibule_metrics::Metrics::new(env!("CARGO_PKG_VERSION"))
+        .context("cannot set up the metrics registry")?;
+    tokio::spawn(events::consume(
+        receiver,
+        Some(audit.handle.clone()),
+        Some(metrics.clone()),
+    ));
+    let identity = config.identity.settings();
+    tokio::spawn(crate::gauges::refresh(
+        metrics.clone(),
+        audit.handle.clone(),
+        audit.sink_stats(),
+        recordings.clone(),
+        events.clone(),
+        identity.limiter.clone(),
+    ));
     tokio::spawn(crate::outbox::drain(store.clone(), audit.handle.clone()));
     let user_ca = Arc::new(LiveKeyring::open(&dir.ca_root(), CaKind::User)?);
-    let api = api_server(&dir, &config, &args, store.clone(), user_ca.clone())?;
+    let sso = config
+        .sso
+        .as_ref()
+        .map(|sso| crate::sso::Sso::open(&dir, sso))
+        .transpose()?;
+    let api = api_server(
+        &dir,
+        &config,
+        &args,
+        store.clone(),
+        user_ca.clone(),
+        sso.as_ref(),
+        metrics.clone(),
+        &identity,
+    )?;
     let settings = GatewaySettings {
         host_key: dir.load_key(&config.ssh.host_key)?,
         client_key: dir.load_key(&config.ssh.client_key)?,
@@ -74,6 +103,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         authorizer: Authorizer::new(Box::new(policies)),
         events,
         access_requests: config.access_requests.settings(),
+        identity: identity.clone(),
         recordings,
         target_host_cas: config
             .ssh
@@ -91,6 +121,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {address}"))?;
     let bound = listener.local_addr()?;
     println!("Vestibule SSH listening on {bound} (host key {host_fingerprint})");
+    metrics.set_ready("ssh", true);
     println!(
         "Connect with: ssh -p {port} PERSON:TARGET@HOST, or ssh -J PERSON@HOST:{port} LOGIN@TARGET",
         port = bound.port()
@@ -110,12 +141,19 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
 }
 
 /// Bind the HTTPS API and return the future that serves it.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each part of the API arrives from serve's start-up"
+)]
 fn api_server(
     dir: &DataDir,
     config: &crate::config::Config,
     args: &ServeArgs,
     store: vestibule_store::Store,
     user_ca: Arc<LiveKeyring>,
+    sso: Option<&crate::sso::Sso>,
+    metrics: vestibule_metrics::Metrics,
+    identity: &vestibule_gateway::IdentitySettings,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
     let (cert, key) = dir.tls_paths(config);
     crate::datadir::require_private(&key)?;
@@ -126,12 +164,35 @@ fn api_server(
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     println!("Vestibule HTTPS listening on {bound} (TLS certificate {fingerprint})");
-    let router = vestibule_api::router(vestibule_api::ApiSettings {
-        store,
-        user_ca,
-        default_login_ttl: Duration::from_secs(config.ca.default_login_ttl_secs),
-        max_login_ttl: Duration::from_secs(config.ca.max_login_ttl_secs),
+    let default_login_ttl = Duration::from_secs(config.ca.default_login_ttl_secs);
+    let max_login_ttl = Duration::from_secs(config.ca.max_login_ttl_secs);
+    let mut router = vestibule_api::router(vestibule_api::ApiSettings {
+        store: store.clone(),
+        user_ca: user_ca.clone(),
+        default_login_ttl,
+        max_login_ttl,
+        limiter: identity.limiter.clone(),
+        require_mfa: identity.require_mfa,
     });
+    if let Some(sso) = sso {
+        router = router.merge(vestibule_api::sso_router(vestibule_api::SsoApiSettings {
+            store,
+            user_ca,
+            client: sso.client.clone(),
+            approvals: sso.approvals.clone(),
+            base_url: sso.base_url.clone(),
+            approval_timeout: sso.approval_timeout,
+            default_login_ttl,
+            max_login_ttl,
+        }));
+        println!(
+            "Single sign-on: {} (callback {}/auth/callback)",
+            sso.client.settings().issuer,
+            sso.base_url
+        );
+    }
+    // Prometheus scrapes /metrics and /readyz on the same listener.
+    let router = router.merge(vestibule_metrics::metrics_router(metrics));
     Ok(vestibule_api::serve_tls(listener, tls, router))
 }
 

@@ -1,6 +1,7 @@
 //! The front end: the SSH server people connect to (and, for ProxyJump, the inner
 //! server the gateway runs inside a direct-tcpip channel).
 
+mod factors;
 mod forward;
 pub(crate) mod jump;
 mod links;
@@ -61,6 +62,11 @@ pub struct Connection {
     /// Set once authentication succeeds: the person, where they go, and how
     /// they proved who they are.
     authenticated: Option<(String, Destination, &'static str)>,
+    /// The first factor passed; a TOTP code is still due.
+    pending_second_factor: Option<(ConnectionRequest, &'static str)>,
+    /// The first factor passed, but a second factor is required and the
+    /// person has none: only the explanation is left to send.
+    not_enrolled: Option<String>,
     links: LinkCache,
 }
 
@@ -71,6 +77,8 @@ impl Connection {
             peer,
             role: Role::Outer,
             authenticated: None,
+            pending_second_factor: None,
+            not_enrolled: None,
             links: LinkCache::default(),
         }
     }
@@ -91,6 +99,8 @@ impl Connection {
                 auth_method,
             },
             authenticated: None,
+            pending_second_factor: None,
+            not_enrolled: None,
             links: LinkCache::default(),
         }
     }
@@ -218,6 +228,16 @@ impl Connection {
     }
 }
 
+/// Whether the certificate was issued by `vestibule login` to this person after
+/// a verified TOTP code (the CA signed the key ID, so it cannot be forged).
+fn certified_with_totp(person: &str, certificate: &Certificate) -> bool {
+    certificate.key_id()
+        == format!(
+            "vestibule:{person}:{}",
+            vestibule_identity::mfa::LOGIN_WITH_TOTP
+        )
+}
+
 impl russh::server::Handler for Connection {
     type Error = FrontError;
 
@@ -258,7 +278,7 @@ impl russh::server::Handler for Connection {
             return Ok(self.fail(user, "publickey", "SHA-1 signature refused".into()));
         }
         Ok(match self.key_belongs(user, key.public_key).await {
-            Ok(Some(request)) => self.succeed(request, "publickey"),
+            Ok(Some(request)) => self.first_factor_passed(user, request, "publickey").await,
             Ok(None) => self.fail(user, "publickey", "unknown user or key".into()),
             Err(error) => self.fail(user, "publickey", error.to_string()),
         })
@@ -279,7 +299,11 @@ impl russh::server::Handler for Connection {
             match self.check_certificate(&request.person, certificate).await {
                 Ok(()) => {
                     tracing::debug!(person = %request.person, key_id = certificate.key_id(), serial = certificate.serial(), "certificate accepted");
-                    self.succeed(request, "certificate")
+                    if certified_with_totp(&request.person, certificate) {
+                        self.succeed(request, "certificate+totp")
+                    } else {
+                        self.first_factor_passed(user, request, "certificate").await
+                    }
                 }
                 Err(reason) => self.fail(user, "certificate", reason),
             },
@@ -290,20 +314,19 @@ impl russh::server::Handler for Connection {
         if matches!(self.role, Role::Jump { .. }) {
             return Ok(Auth::reject());
         }
-        let Ok(request) = ConnectionRequest::parse(user) else {
-            return Ok(self.fail(user, "password", "malformed user name".into()));
-        };
-        let checked = identity::verify_password(
-            &self.shared.settings.store,
-            &request.person,
-            password.to_owned(),
-        )
-        .await;
-        Ok(match checked {
-            Ok(true) => self.succeed(request, "password"),
-            Ok(false) => self.fail(user, "password", "unknown user or wrong password".into()),
-            Err(error) => self.fail(user, "password", error.to_string()),
-        })
+        Ok(self.password(user, password).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        if matches!(self.role, Role::Jump { .. }) {
+            return Ok(Auth::reject());
+        }
+        Ok(self.keyboard_interactive(user, response).await)
     }
 
     async fn channel_open_session(

@@ -181,6 +181,7 @@ pub(crate) async fn bridge_observed(
     }
     settings.events.publish(SessionEvent::SessionEnded {
         session_id: session_id.clone(),
+        kind: record.kind.clone(),
         person: ctx.person.clone(),
         target: record.target,
         login: record.login,
