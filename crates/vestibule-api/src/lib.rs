@@ -8,6 +8,7 @@
 //! the person is; what they may reach is decided at each session), key files
 //! (the binary passes TLS and CA material in).
 
+mod audit;
 mod challenge;
 mod login;
 mod sso;
@@ -38,6 +39,8 @@ pub struct ApiSettings {
     pub limiter: Arc<vestibule_identity::limiter::Limiter>,
     /// Everyone needs a TOTP second factor.
     pub require_mfa: bool,
+    /// Where logins and the certificates they give are recorded.
+    pub audit: Option<vestibule_audit::AuditHandle>,
 }
 
 pub(crate) struct ApiState {

@@ -104,6 +104,15 @@ pub(crate) async fn challenge(
     Ok(Json(ChallengeResponse { challenge }))
 }
 
+/// The first factor a login request uses, for the audit trail.
+fn method_of(request: &LoginRequest) -> &'static str {
+    if request.password.is_some() {
+        "password"
+    } else {
+        "publickey"
+    }
+}
+
 pub(crate) async fn login(
     State(state): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -128,6 +137,13 @@ pub(crate) async fn login(
     // A lockout answers like a wrong password, so it says nothing about the account.
     if settings.limiter.check(Some(peer.ip()), user).is_err() {
         tracing::info!(%user, %peer, "login refused: locked out");
+        crate::audit::login_refused(
+            &settings.audit,
+            user,
+            peer,
+            method_of(&request),
+            "locked out",
+        );
         return Err(denied());
     }
     let proven = match (&request.password, &request.key_proof) {
@@ -141,6 +157,13 @@ pub(crate) async fn login(
     };
     if !proven {
         tracing::info!(%user, %peer, "login refused: invalid credentials");
+        crate::audit::login_refused(
+            &settings.audit,
+            user,
+            peer,
+            method_of(&request),
+            "invalid credentials",
+        );
         slow_down(&state, peer, user).await;
         return Err(denied());
     }
@@ -161,6 +184,13 @@ pub(crate) async fn login(
         .find(|l| l.kind != vestibule_store::LockKind::Target && l.covers(user, "", &roles))
     {
         tracing::info!(%user, %peer, lock = %lock.id, "login refused: locked");
+        crate::audit::login_refused(
+            &settings.audit,
+            user,
+            peer,
+            method_of(&request),
+            &lock.message(),
+        );
         return Err(ApiError(StatusCode::FORBIDDEN, lock.message()));
     }
     let issued = settings
@@ -198,6 +228,14 @@ pub(crate) async fn login(
         .await
         .map_err(internal)?;
     tracing::info!(%user, %peer, serial = issued.serial, "login certificate issued");
+    crate::audit::login_certified(
+        &settings.audit,
+        user,
+        peer,
+        method_of(&request),
+        issued.serial,
+        issued.valid_before,
+    );
     Ok(Json(LoginResponse {
         certificate: issued.certificate.to_openssh().map_err(internal)?,
         serial: issued.serial,
@@ -227,6 +265,13 @@ async fn second_factor(
     if !enrolled {
         if state.settings.require_mfa {
             tracing::info!(%user, %peer, "login refused: no second factor enrolled");
+            crate::audit::login_refused(
+                &state.settings.audit,
+                user,
+                peer,
+                "totp",
+                "a second factor is required and none is enrolled",
+            );
             return Err(ApiError(
                 StatusCode::FORBIDDEN,
                 "a second factor is required and none is enrolled; ask an administrator (vestibule user mfa enroll)".into(),
@@ -246,6 +291,13 @@ async fn second_factor(
         .map_err(internal)?;
     if !valid {
         tracing::info!(%user, %peer, "login refused: wrong or reused verification code");
+        crate::audit::login_refused(
+            &state.settings.audit,
+            user,
+            peer,
+            "totp",
+            "wrong or reused verification code",
+        );
         slow_down(state, peer, user).await;
         return Err(ApiError(
             StatusCode::UNAUTHORIZED,

@@ -41,6 +41,8 @@ pub struct SsoApiSettings {
     pub approval_timeout: Duration,
     pub default_login_ttl: Duration,
     pub max_login_ttl: Duration,
+    /// Where SSO logins and their certificates are recorded.
+    pub audit: Option<vestibule_audit::AuditHandle>,
 }
 
 /// `vestibule login --sso`, first step.
@@ -296,6 +298,18 @@ async fn callback(
     };
     let user = identity.user.clone();
     tracing::info!(%user, %peer, roles = ?roles, "single sign-on succeeded");
+    if let Some(audit) = &s.audit {
+        audit.record(
+            vestibule_audit::AuditEvent::new(
+                vestibule_audit::Action::AuthenticationSuccess,
+                vestibule_audit::Outcome::Success,
+            )
+            .user(&user)
+            .source(peer)
+            .auth_method("sso")
+            .detail("roles", roles.clone()),
+        );
+    }
     let response = match &identity.approval {
         None => page(
             StatusCode::OK,
@@ -508,6 +522,14 @@ async fn issue(
         .await
         .map_err(|e| internal(e.to_string()))?;
     tracing::info!(%user, %peer, serial = issued.serial, "single sign-on certificate issued");
+    crate::audit::login_certified(
+        &s.audit,
+        &user,
+        peer,
+        "sso",
+        issued.serial,
+        issued.valid_before,
+    );
     Ok(LoginResponse {
         certificate: issued
             .certificate

@@ -78,13 +78,23 @@ fn server_id() -> russh::SshId {
 
 /// The front end people connect to, presenting `certificates` for the host key.
 pub fn server_config(
+    single_sign_on: bool,
     host_key: PrivateKey,
     certificates: Vec<Certificate>,
 ) -> russh::server::Config {
+    let methods: &[MethodKind] = if single_sign_on {
+        &[
+            MethodKind::PublicKey,
+            MethodKind::Password,
+            MethodKind::KeyboardInteractive,
+        ]
+    } else {
+        &[MethodKind::PublicKey, MethodKind::Password]
+    };
     russh::server::Config {
         certificates,
         server_id: server_id(),
-        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        methods: MethodSet::from(methods),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
@@ -108,7 +118,7 @@ pub fn jump_config(host_key: PrivateKey, certificates: Vec<Certificate>) -> russ
         methods: MethodSet::from(&[MethodKind::None, MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::ZERO,
         keepalive_interval: None,
-        ..server_config(host_key, certificates)
+        ..server_config(false, host_key, certificates)
     }
 }
 

@@ -59,6 +59,8 @@ pub struct GatewaySettings {
     pub target_host_cas: Option<std::path::PathBuf>,
     /// Where sessions are recorded; `None` records nothing (tests of other parts).
     pub recordings: Option<vestibule_recording::RecordingStore>,
+    /// Single sign-on for SSH logins (keyboard-interactive), when configured.
+    pub sso: Option<vestibule_sso::SshApprovals>,
     pub identity: IdentitySettings,
 }
 
@@ -232,6 +234,7 @@ impl Shared {
         )
         .await?;
         let config = Arc::new(algorithms::server_config(
+            self.settings.sso.is_some(),
             host_key.clone(),
             vec![certificate],
         ));

@@ -91,6 +91,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         sso.as_ref(),
         metrics.clone(),
         &identity,
+        audit.handle.clone(),
     )?;
     let settings = GatewaySettings {
         host_key: dir.load_key(&config.ssh.host_key)?,
@@ -105,6 +106,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         access_requests: config.access_requests.settings(),
         identity: identity.clone(),
         recordings,
+        sso: sso.as_ref().map(|s| s.ssh_approvals()),
         target_host_cas: config
             .ssh
             .target_host_cas
@@ -154,6 +156,7 @@ fn api_server(
     sso: Option<&crate::sso::Sso>,
     metrics: vestibule_metrics::Metrics,
     identity: &vestibule_gateway::IdentitySettings,
+    audit: vestibule_audit::AuditHandle,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
     let (cert, key) = dir.tls_paths(config);
     crate::datadir::require_private(&key)?;
@@ -173,6 +176,7 @@ fn api_server(
         max_login_ttl,
         limiter: identity.limiter.clone(),
         require_mfa: identity.require_mfa,
+        audit: Some(audit.clone()),
     });
     if let Some(sso) = sso {
         router = router.merge(vestibule_api::sso_router(vestibule_api::SsoApiSettings {
@@ -184,6 +188,7 @@ fn api_server(
             approval_timeout: sso.approval_timeout,
             default_login_ttl,
             max_login_ttl,
+            audit: Some(audit.clone()),
         }));
         println!(
             "Single sign-on: {} (callback {}/auth/callback)",

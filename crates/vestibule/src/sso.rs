@@ -120,10 +120,6 @@ pub struct Sso {
 
 impl Sso {
     /// What the SSH gateway needs for logins approved in a browser.
-    #[allow(
-        dead_code,
-        reason = "the SSH gateway's keyboard-interactive wiring is next"
-    )]
     pub fn ssh_approvals(&self) -> vestibule_sso::SshApprovals {
         vestibule_sso::SshApprovals::new(
             self.client.clone(),

@@ -447,3 +447,30 @@ fn a_locked_user_gets_no_certificate_and_their_certificate_opens_no_session() {
     ssh_with_key(&w, &key, "carol:web1", "true")
         .assert_refused_with(&["user carol is locked: left the company"]);
 }
+
+#[test]
+fn https_logins_are_audited_with_the_source_address() {
+    let w = world_with_password_user("carol");
+    let home = LoginHome::new();
+    login_with_password(&w, &home, "carol", "wrong", &[]).assert_failed();
+    login_with_password(&w, &home, "carol", PASSWORD, &[]).assert_ok();
+    let events = |kind: &str| {
+        wait_until(COMMAND_TIMEOUT, || {
+            let out = w.gw.cli_ok(&[
+                "audit", "search", "--user", "carol", "--type", kind, "--json",
+            ]);
+            let text = out.stdout_str();
+            (!text.trim().is_empty()).then_some(text)
+        })
+        .unwrap_or_else(|| panic!("no {kind} event for carol"))
+    };
+    let failure = events("authentication.failure");
+    assert!(
+        failure.contains("invalid credentials") && failure.contains("\"ip\":\"127.0.0.1\""),
+        "{failure}"
+    );
+    let success = events("authentication.success");
+    assert!(success.contains("\"via\":\"https\""), "{success}");
+    let issued = events("certificate.issue");
+    assert!(issued.contains("\"serial\""), "{issued}");
+}

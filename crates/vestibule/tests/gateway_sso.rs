@@ -676,3 +676,63 @@ fn cli_login_by_sso_then_an_idp_outage_names_break_glass() {
     let ok = ssh_with_key(&s, &key, "alice:web1", "echo still-ok");
     assert!(ok.success() && ok.stdout_str().contains("still-ok"), "{ok}");
 }
+
+#[test]
+fn ssh_login_by_sso_goes_on_once_the_browser_side_completes() {
+    let Some(dir) = provider_dir() else { return };
+    let mut s = SsoWorld::start(&dir);
+    let home = temp_dir();
+    let known = home.path().join("known_hosts");
+    // No key the gateway knows: the client falls to keyboard-interactive, which
+    // shows the link on stderr (merged into stdout here) and waits.
+    let line = format!(
+        "ssh -F /dev/null -o BatchMode=no -o PreferredAuthentications=keyboard-interactive \
+         -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={} -o LogLevel=INFO \
+         -p {} alice:web1@127.0.0.1 'echo sso-ssh-ok' 2>&1 </dev/null",
+        known.display(),
+        s.ssh
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(&line);
+    let (mut ssh, out) = spawn_reading(&mut cmd, &home.path().join("ssh.stdout"));
+    let link_line = wait_line(&out, "/auth/approve/", COMMAND_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "ssh never showed the link:\n{}",
+            tail_of(&home.path().join("ssh.stdout"), 4000)
+        )
+    });
+    let link = link_line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .and_then(|l| Url::parse(l).ok())
+        .expect("a link");
+    let page = Browser::new().sso(link, "alice", s.idp, &no_tamper);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        wait_line(&out, "sso-ssh-ok", COMMAND_TIMEOUT).is_some(),
+        "{}",
+        tail_of(&home.path().join("ssh.stdout"), 4000)
+    );
+    let status = ssh.wait_timeout(COMMAND_TIMEOUT).expect("ssh ends");
+    assert!(status.success());
+
+    // With the IdP down, the SSH login fails at once and names break-glass.
+    if let Some(mut provider) = s.provider.take() {
+        provider.kill();
+    }
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(line.replace("sso-ssh-ok", "never"));
+    let started = Instant::now();
+    let out = run(&mut cmd, COMMAND_TIMEOUT);
+    assert!(!out.success(), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let said = out.stdout_str();
+    assert!(
+        said.contains("single sign-on is unavailable") && said.contains("break"),
+        "{said}"
+    );
+}

@@ -164,7 +164,7 @@ impl Connection {
             };
         }
         let Some((request, method)) = self.pending_second_factor.clone() else {
-            return Auth::reject();
+            return self.single_sign_on(user, response).await;
         };
         // The user name may not change between the factors.
         if ConnectionRequest::parse(user).ok().as_ref() != Some(&request) {

@@ -10,6 +10,7 @@ mod picker;
 mod recording;
 mod request;
 mod session;
+mod sso;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Connection {
     authenticated: Option<(String, Destination, &'static str)>,
     /// The first factor passed; a TOTP code is still due.
     pending_second_factor: Option<(ConnectionRequest, &'static str)>,
+    /// A single sign-on login under way (keyboard-interactive).
+    sso: Option<sso::SsoLogin>,
     /// The first factor passed, but a second factor is required and the
     /// person has none: only the explanation is left to send.
     not_enrolled: Option<String>,
@@ -78,6 +81,7 @@ impl Connection {
             role: Role::Outer,
             authenticated: None,
             pending_second_factor: None,
+            sso: None,
             not_enrolled: None,
             links: LinkCache::default(),
         }
@@ -100,6 +104,7 @@ impl Connection {
             },
             authenticated: None,
             pending_second_factor: None,
+            sso: None,
             not_enrolled: None,
             links: LinkCache::default(),
         }
