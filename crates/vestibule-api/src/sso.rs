@@ -524,7 +524,7 @@ async fn issue(
     tracing::info!(%user, %peer, serial = issued.serial, "single sign-on certificate issued");
     crate::audit::login_certified(
         &s.audit,
-        &user,
+        user,
         peer,
         "sso",
         issued.serial,
