@@ -9,6 +9,7 @@
 //! (the binary passes TLS and CA material in).
 
 mod audit;
+mod certify;
 mod challenge;
 mod login;
 mod sso;

@@ -10,8 +10,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use russh::keys::ssh_key::{PublicKey, SshSig};
 use serde::{Deserialize, Serialize};
-use vestibule_ca::UserCertRequest;
-use vestibule_store::CertificateRecord;
 
 use crate::ApiState;
 
@@ -193,40 +191,24 @@ pub(crate) async fn login(
         );
         return Err(ApiError(StatusCode::FORBIDDEN, lock.message()));
     }
-    let issued = settings
-        .user_ca
-        .current()
-        .map_err(internal)?
-        .issue_user(UserCertRequest {
-            public_key: &subject_key,
-            principals: vec![user.clone()],
-            key_id: if with_totp {
-                format!(
-                    "vestibule:{user}:{}",
-                    vestibule_identity::mfa::LOGIN_WITH_TOTP
-                )
-            } else {
-                format!("vestibule:{user}:login")
-            },
-            valid_for: ttl,
-            backdate: Duration::from_secs(60),
-            extensions: vec!["permit-pty", "permit-port-forwarding"],
-            source_address: None,
-        })
-        .map_err(internal)?;
-    settings
-        .store
-        .record_certificate(&CertificateRecord {
-            serial: issued.serial,
-            kind: "user".into(),
-            key_id: issued.key_id.clone(),
-            principals: issued.principals.clone(),
-            valid_after: issued.valid_after,
-            valid_before: issued.valid_before,
-            ca_fingerprint: issued.ca_fingerprint.clone(),
-        })
-        .await
-        .map_err(internal)?;
+    let key_id = if with_totp {
+        format!(
+            "vestibule:{user}:{}",
+            vestibule_identity::mfa::LOGIN_WITH_TOTP
+        )
+    } else {
+        format!("vestibule:{user}:login")
+    };
+    let issued = crate::certify::person(
+        &settings.user_ca,
+        &settings.store,
+        user,
+        &subject_key,
+        key_id,
+        ttl,
+    )
+    .await
+    .map_err(internal)?;
     tracing::info!(%user, %peer, serial = issued.serial, "login certificate issued");
     crate::audit::login_certified(
         &settings.audit,

@@ -18,9 +18,9 @@ use axum::routing::{get, post};
 use russh::keys::ssh_key::PublicKey;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use vestibule_ca::{LiveKeyring, UserCertRequest};
+use vestibule_ca::LiveKeyring;
 use vestibule_sso::{ApprovalKind, Approvals, Approved, Identity, OidcClient, SsoError};
-use vestibule_store::{CertificateRecord, Store};
+use vestibule_store::Store;
 
 use crate::LoginResponse;
 
@@ -495,32 +495,16 @@ async fn issue(
         tracing::info!(%user, %peer, lock = %lock.id, "single sign-on login refused: locked");
         return Err(lock.message());
     }
-    let issued = s
-        .user_ca
-        .current()
-        .map_err(|e| internal(e.to_string()))?
-        .issue_user(UserCertRequest {
-            public_key: &subject_key,
-            principals: vec![user.to_owned()],
-            key_id: format!("vestibule:{user}:sso"),
-            valid_for: ttl,
-            backdate: Duration::from_secs(60),
-            extensions: vec!["permit-pty", "permit-port-forwarding"],
-            source_address: None,
-        })
-        .map_err(|e| internal(e.to_string()))?;
-    s.store
-        .record_certificate(&CertificateRecord {
-            serial: issued.serial,
-            kind: "user".into(),
-            key_id: issued.key_id.clone(),
-            principals: issued.principals.clone(),
-            valid_after: issued.valid_after,
-            valid_before: issued.valid_before,
-            ca_fingerprint: issued.ca_fingerprint.clone(),
-        })
-        .await
-        .map_err(|e| internal(e.to_string()))?;
+    let issued = crate::certify::person(
+        &s.user_ca,
+        &s.store,
+        user,
+        &subject_key,
+        format!("vestibule:{user}:sso"),
+        ttl,
+    )
+    .await
+    .map_err(|e| internal(e.to_string()))?;
     tracing::info!(%user, %peer, serial = issued.serial, "single sign-on certificate issued");
     crate::audit::login_certified(
         &s.audit,

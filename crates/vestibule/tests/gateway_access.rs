@@ -7,27 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    COMMAND_TIMEOUT, Client, KeyType, Run, World, admin_command, find_named, free_port,
+    COMMAND_TIMEOUT, Client, KeyType, World, admin_command, find_named, free_port,
     key_type_and_blob, keygen, run, temp_dir,
 };
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// `sshpass -e ssh ...` as `client` with `password`.
-fn sshpass_exec(client: &Client, port: u16, user: &str, password: &str, command: &str) -> Run {
-    let mut cmd = Command::new("sshpass");
-    cmd.arg("-e")
-        .env("SSHPASS", password)
-        .arg("ssh")
-        .arg("-F")
-        .arg(&client.config)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg(format!("{user}@127.0.0.1"))
-        .arg("--")
-        .arg(command);
-    run(&mut cmd, COMMAND_TIMEOUT)
-}
 
 /// Add `bob` with a password (from stdin) and role `ops`.
 fn add_password_user(w: &World) -> Client {
@@ -63,17 +47,18 @@ fn wrong_key_is_denied_at_authentication() {
 fn password_login_works_and_wrong_password_is_denied() {
     let w = World::new();
     let bob = add_password_user(&w);
-    sshpass_exec(&bob, w.gw.port, "bob:web1", PASSWORD, "whoami")
+    common::sshpass_exec(&bob, w.gw.port, "bob:web1", PASSWORD, "whoami")
         .assert_ok()
         .assert_stdout("root\n");
-    sshpass_exec(&bob, w.gw.port, "bob:web1", "not the password", "whoami").assert_auth_denied();
+    common::sshpass_exec(&bob, w.gw.port, "bob:web1", "not the password", "whoami")
+        .assert_auth_denied();
 }
 
 #[test]
 fn password_login_is_denied_for_a_key_only_user() {
     let w = World::new();
     let alice_pw = Client::with_password("alice");
-    sshpass_exec(&alice_pw, w.gw.port, "alice:web1", PASSWORD, "true").assert_auth_denied();
+    common::sshpass_exec(&alice_pw, w.gw.port, "alice:web1", PASSWORD, "true").assert_auth_denied();
 }
 
 #[test]

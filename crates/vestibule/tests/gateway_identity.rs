@@ -13,21 +13,6 @@ use common::{Client, Run, World, run, wait_until};
 const PASSWORD: &str = "correct horse battery staple";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn sshpass_exec(client: &Client, port: u16, user: &str, password: &str, command: &str) -> Run {
-    let mut cmd = Command::new("sshpass");
-    cmd.arg("-e")
-        .env("SSHPASS", password)
-        .arg("ssh")
-        .arg("-F")
-        .arg(&client.config)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg(format!("{user}@127.0.0.1"))
-        .arg("--")
-        .arg(command);
-    run(&mut cmd, TIMEOUT)
-}
-
 fn add_password_user(w: &World, name: &str) -> Client {
     let out = w.gw.cli_with_stdin(
         &["user", "add", name, "--password-stdin"],
@@ -205,14 +190,14 @@ fn repeated_bad_passwords_lock_out_then_the_lockout_ends() {
         .trim()
         .to_owned();
     for _ in 0..3 {
-        sshpass_exec(&bob, w.gw.port, "bob:web1", "wrong", "true").assert_auth_denied();
+        common::sshpass_exec(&bob, w.gw.port, "bob:web1", "wrong", "true").assert_auth_denied();
     }
     // Locked out: the right password fails too, looking like any failure.
-    sshpass_exec(&bob, w.gw.port, "bob:web1", PASSWORD, "true").assert_auth_denied();
+    common::sshpass_exec(&bob, w.gw.port, "bob:web1", PASSWORD, "true").assert_auth_denied();
     // A lockout anyone can provoke does not keep break-glass out; the
     // address stays locked out for passwords.
-    sshpass_exec(&bob, w.gw.port, "bob:web1", &token, "true").assert_ok();
-    sshpass_exec(&bob, w.gw.port, "bob:web1", PASSWORD, "true").assert_auth_denied();
+    common::sshpass_exec(&bob, w.gw.port, "bob:web1", &token, "true").assert_ok();
+    common::sshpass_exec(&bob, w.gw.port, "bob:web1", PASSWORD, "true").assert_auth_denied();
     let failures = found(&w, "authentication.failure", "locked out");
     assert_eq!(
         failures[0]["event"]["source"]["ip"], "127.0.0.1",
@@ -221,7 +206,7 @@ fn repeated_bad_passwords_lock_out_then_the_lockout_ends() {
     let wrong = found(&w, "authentication.failure", "wrong password");
     assert_eq!(wrong[0]["event"]["source"]["ip"], "127.0.0.1", "{wrong:?}");
     std::thread::sleep(Duration::from_secs(5));
-    sshpass_exec(&bob, w.gw.port, "bob:web1", PASSWORD, "whoami")
+    common::sshpass_exec(&bob, w.gw.port, "bob:web1", PASSWORD, "whoami")
         .assert_ok()
         .assert_stdout("root\n");
 }
@@ -249,11 +234,11 @@ fn a_breakglass_token_works_exactly_once() {
         .to_owned();
     // Not for another account.
     let other = add_password_user(&w, "eve");
-    sshpass_exec(&other, w.gw.port, "eve:web1", &token, "true").assert_auth_denied();
-    sshpass_exec(&oncall, w.gw.port, "oncall:web1", &token, "whoami")
+    common::sshpass_exec(&other, w.gw.port, "eve:web1", &token, "true").assert_auth_denied();
+    common::sshpass_exec(&oncall, w.gw.port, "oncall:web1", &token, "whoami")
         .assert_ok()
         .assert_stdout("root\n");
-    sshpass_exec(&oncall, w.gw.port, "oncall:web1", &token, "true").assert_auth_denied();
+    common::sshpass_exec(&oncall, w.gw.port, "oncall:web1", &token, "true").assert_auth_denied();
     let used = found(&w, "breakglass.use", "oncall");
     assert_eq!(used[0]["event"]["log"]["level"], "critical", "{used:?}");
     let listed = w.gw.cli_ok(&["breakglass", "list", "--json"]);
@@ -268,7 +253,7 @@ fn enrolled_totp_also_applies_after_a_password() {
     let carol = add_password_user(&w, "carol");
     enroll(&w, "carol");
     // The password alone no longer lets carol in.
-    sshpass_exec(&carol, w.gw.port, "carol:web1", PASSWORD, "true").assert_auth_denied();
+    common::sshpass_exec(&carol, w.gw.port, "carol:web1", PASSWORD, "true").assert_auth_denied();
 }
 
 /// The HTTPS address and TLS fingerprint `serve` printed.
@@ -459,7 +444,7 @@ fn policy_sees_mfa_and_break_glass() {
         .expect("token line")
         .trim()
         .to_owned();
-    let refused = sshpass_exec(&oncall, w.gw.port, "oncall:db1", &token, "true");
+    let refused = common::sshpass_exec(&oncall, w.gw.port, "oncall:db1", &token, "true");
     assert!(
         refused
             .stderr_str()

@@ -102,34 +102,6 @@ fn login_with_password(
     )
 }
 
-/// Plain ssh with exactly one identity: `key` and its `-cert.pub`.
-fn ssh_with_key(w: &World, key: &Path, user: &str, command: &str) -> Run {
-    let known = key.with_extension("known_hosts");
-    let mut cmd = Command::new("ssh");
-    cmd.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-    ])
-    .args([
-        "-o",
-        "StrictHostKeyChecking=accept-new",
-        "-o",
-        "LogLevel=ERROR",
-    ])
-    .arg("-o")
-    .arg(format!("UserKnownHostsFile={}", known.display()))
-    .arg("-i")
-    .arg(key)
-    .args(["-p", &w.gw.port.to_string()])
-    .arg(format!("{user}@127.0.0.1"))
-    .arg(command);
-    run(&mut cmd, COMMAND_TIMEOUT)
-}
-
 fn world_with_password_user(name: &str) -> World {
     let w = World::new();
     w.gw.cli_with_stdin(
@@ -170,7 +142,7 @@ fn password_login_gives_a_certificate_that_ssh_uses() {
         text.contains("carol") && text.contains(&serial_of(&login)),
         "{text}"
     );
-    ssh_with_key(&w, &key, "carol:web1", "whoami")
+    common::ssh_with_key(w.gw.port, &key, "carol:web1", "whoami")
         .assert_ok()
         .assert_stdout("root\n");
 }
@@ -246,7 +218,7 @@ fn a_known_key_proves_who_you_are() {
         identity,
     ];
     run(&mut home.command(&args), COMMAND_TIMEOUT).assert_ok();
-    ssh_with_key(&w, &home.key(), "alice:web1", "whoami")
+    common::ssh_with_key(w.gw.port, &home.key(), "alice:web1", "whoami")
         .assert_ok()
         .assert_stdout("root\n");
 
@@ -306,7 +278,7 @@ fn a_revoked_certificate_is_refused() {
     let login = login_with_password(&w, &home, "carol", PASSWORD, &[]);
     login.assert_ok();
     let key = home.key();
-    ssh_with_key(&w, &key, "carol:web1", "true").assert_ok();
+    common::ssh_with_key(w.gw.port, &key, "carol:web1", "true").assert_ok();
     w.gw.cli_ok(&[
         "ca",
         "revoke",
@@ -314,7 +286,7 @@ fn a_revoked_certificate_is_refused() {
         "--reason",
         "laptop stolen",
     ]);
-    ssh_with_key(&w, &key, "carol:web1", "true").assert_auth_denied();
+    common::ssh_with_key(w.gw.port, &key, "carol:web1", "true").assert_auth_denied();
     assert!(
         w.gw.log().contains("is revoked: laptop stolen"),
         "{}",
@@ -444,7 +416,7 @@ fn a_locked_user_gets_no_certificate_and_their_certificate_opens_no_session() {
             .contains("user carol is locked: left the company"),
         "{refused}"
     );
-    ssh_with_key(&w, &key, "carol:web1", "true")
+    common::ssh_with_key(w.gw.port, &key, "carol:web1", "true")
         .assert_refused_with(&["user carol is locked: left the company"]);
 }
 

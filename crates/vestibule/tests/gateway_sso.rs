@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    COMMAND_TIMEOUT, ChildGuard, Run, STARTUP_TIMEOUT, World, free_port, run, tail_of, temp_dir,
+    COMMAND_TIMEOUT, ChildGuard, STARTUP_TIMEOUT, World, free_port, run, tail_of, temp_dir,
 };
 use reqwest::Url;
 
@@ -566,33 +566,6 @@ fn link_of(rx: &mpsc::Receiver<String>) -> Url {
     Url::parse(link).expect("link URL")
 }
 
-fn ssh_with_key(s: &SsoWorld, key: &Path, user: &str, command: &str) -> Run {
-    let known = key.with_extension("known_hosts");
-    let mut cmd = Command::new("ssh");
-    cmd.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-    ])
-    .args([
-        "-o",
-        "StrictHostKeyChecking=accept-new",
-        "-o",
-        "LogLevel=ERROR",
-    ])
-    .arg("-o")
-    .arg(format!("UserKnownHostsFile={}", known.display()))
-    .arg("-i")
-    .arg(key)
-    .args(["-p", &s.ssh.to_string()])
-    .arg(format!("{user}@127.0.0.1"))
-    .arg(command);
-    run(&mut cmd, COMMAND_TIMEOUT)
-}
-
 #[test]
 fn cli_login_by_sso_then_an_idp_outage_names_break_glass() {
     let Some(dir) = provider_dir() else { return };
@@ -625,7 +598,7 @@ fn cli_login_by_sso_then_an_idp_outage_names_break_glass() {
         cert.starts_with("ssh-ed25519-cert-v01@openssh.com "),
         "{cert}"
     );
-    let ok = ssh_with_key(&s, &key, "alice:web1", "echo sso-ok");
+    let ok = common::ssh_with_key(s.ssh, &key, "alice:web1", "echo sso-ok");
     assert!(ok.success() && ok.stdout_str().contains("sso-ok"), "{ok}");
 
     // Completing the link as someone else gives no certificate.
@@ -673,7 +646,7 @@ fn cli_login_by_sso_then_an_idp_outage_names_break_glass() {
     assert!(stderr.contains("break-glass"), "{stderr}");
 
     // ...and the certificate already issued keeps working until it expires.
-    let ok = ssh_with_key(&s, &key, "alice:web1", "echo still-ok");
+    let ok = common::ssh_with_key(s.ssh, &key, "alice:web1", "echo still-ok");
     assert!(ok.success() && ok.stdout_str().contains("still-ok"), "{ok}");
 }
 

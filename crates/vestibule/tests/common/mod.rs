@@ -881,3 +881,52 @@ pub fn find_named<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a se
         _ => None,
     }
 }
+
+// ---------------------------------------------------------------------------
+// Client command lines shared by several test files
+// ---------------------------------------------------------------------------
+
+/// `sshpass -e ssh ...` as `client` with `password` (password authentication).
+pub fn sshpass_exec(client: &Client, port: u16, user: &str, password: &str, command: &str) -> Run {
+    let mut cmd = Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", password)
+        .arg("ssh")
+        .arg("-F")
+        .arg(&client.config)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("--")
+        .arg(command);
+    run(&mut cmd, COMMAND_TIMEOUT)
+}
+
+/// Plain ssh to the gateway on `port` with exactly one identity: `key` and
+/// its `-cert.pub`.
+pub fn ssh_with_key(port: u16, key: &Path, user: &str, command: &str) -> Run {
+    let known = key.with_extension("known_hosts");
+    let mut cmd = Command::new("ssh");
+    cmd.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+    ])
+    .args([
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        "LogLevel=ERROR",
+    ])
+    .arg("-o")
+    .arg(format!("UserKnownHostsFile={}", known.display()))
+    .arg("-i")
+    .arg(key)
+    .args(["-p", &port.to_string()])
+    .arg(format!("{user}@127.0.0.1"))
+    .arg(command);
+    run(&mut cmd, COMMAND_TIMEOUT)
+}
