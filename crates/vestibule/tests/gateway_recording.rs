@@ -144,13 +144,17 @@ fn sessions_are_refused_when_recording_storage_is_unavailable_unless_optional() 
     w.gw.restart();
     w.exec("alice:web1", "true")
         .assert_refused_with(&["recording storage unavailable, session refused"]);
-    let refused =
-        w.gw.cli_ok(&["audit", "search", "--type", "session.start", "--json"]);
+    // The refusal is recorded without waiting, and indexed a moment later.
+    let refused = wait_until(Duration::from_secs(15), || {
+        let out =
+            w.gw.cli_ok(&["audit", "search", "--type", "session.start", "--json"]);
+        out.stdout_str()
+            .contains("recording storage unavailable")
+            .then_some(())
+    });
     assert!(
-        refused
-            .stdout_str()
-            .contains("recording storage unavailable"),
-        "{refused}"
+        refused.is_some(),
+        "the refused session start is not in the audit trail"
     );
     fs::write(
         w.gw.data_dir().join("policies/optional.cedar"),
