@@ -270,10 +270,20 @@ fn recordings_go_to_s3_compatible_storage() {
     w.exec("alice:web1", "echo to-s3")
         .assert_ok()
         .assert_stdout("to-s3\n");
-    let list = finished_recordings(&w, 1);
-    let rec = &list[0];
+    finished_recordings(&w, 1);
+    // A finished recording is complete on the local spool first; its upload
+    // follows, so wait for that rather than race it.
+    let uploaded = wait_until(Duration::from_secs(15), || {
+        let out = w.gw.cli_ok(&["recordings", "list", "--json"]);
+        let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout_str()).ok()?;
+        list.into_iter().find(|r| r["upload_pending"] == false)
+    });
+    let rec = uploaded.unwrap_or_else(|| {
+        let out = w.gw.cli(&["recordings", "list", "--json"]);
+        panic!("the recording never reached S3:\n{out}")
+    });
+    let rec = &rec;
     assert_eq!(rec["state"], "complete", "{rec}");
-    assert_eq!(rec["upload_pending"], false, "{rec}");
     let location = rec["location"].to_string();
     assert!(location.contains("s3"), "{location}");
     assert!(play(&w, rec["id"].as_str().unwrap()).contains("to-s3"));
