@@ -26,6 +26,15 @@ pub enum Direction {
     Download,
 }
 
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub struct BulkResult {
     pub path: PathKind,
@@ -55,11 +64,11 @@ pub fn measure(
     meter: &mut CpuMeter,
 ) -> Result<Vec<BulkResult>> {
     let dirs = [Direction::Upload, Direction::Download];
-    let mut rates = vec![vec![Vec::with_capacity(runs); PathKind::ALL.len()]; 2];
-    let mut cpu = vec![vec![0.0f64; PathKind::ALL.len()]; 2];
+    let mut rates = vec![vec![Vec::with_capacity(runs); world.paths.len()]; 2];
+    let mut cpu = vec![vec![0.0f64; world.paths.len()]; 2];
     for _ in 0..runs {
         for (d, &dir) in dirs.iter().enumerate() {
-            for (p, &path) in PathKind::ALL.iter().enumerate() {
+            for (p, &path) in world.paths.iter().enumerate() {
                 let (secs, cpu_s) = match dir {
                     Direction::Upload => upload(world, path, size, meter),
                     Direction::Download => download(world, path, size, meter),
@@ -72,7 +81,7 @@ pub fn measure(
     }
     let mut out = Vec::new();
     for (d, &dir) in dirs.iter().enumerate() {
-        for (p, &path) in PathKind::ALL.iter().enumerate() {
+        for (p, &path) in world.paths.iter().enumerate() {
             let moved = size as f64 * runs as f64;
             out.push(BulkResult {
                 path,
@@ -200,7 +209,7 @@ pub fn checksums(world: &World, len: usize) -> Result<Vec<ChecksumResult>> {
     let file = world.root.join("random.bin");
     fs::write(&file, &data).with_context(|| format!("writing {}", file.display()))?;
     let mut out = Vec::new();
-    for path in PathKind::ALL {
+    for &path in &world.paths {
         // Upload: the remote digest of what arrived.
         let (mut guard, mut stdout) = start(world, path, "echo ready; sha256sum")?;
         let mut stdin = guard

@@ -28,7 +28,7 @@ pub struct ConnectResult {
 }
 
 pub fn measure(world: &World, runs: usize, meter: &mut CpuMeter) -> Result<Vec<ConnectResult>> {
-    let paths = PathKind::ALL;
+    let paths = &world.paths;
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); paths.len()];
     let mut cpu = vec![0.0f64; paths.len()];
     for round in 0..runs {

@@ -33,7 +33,7 @@ use clap::Parser;
 
 use crate::report::Results;
 use crate::stats::CpuMeter;
-use crate::world::{PathKind, World};
+use crate::world::{Recording, World};
 
 #[derive(Parser)]
 #[command(about = "Benchmark Vestibule against direct ssh and OpenSSH ProxyJump on 127.0.0.1")]
@@ -44,16 +44,23 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Session recording in the gateway (`off` sets recording.enabled = false),
-    /// to measure what recording costs.
-    #[arg(long, value_enum, default_value = "on")]
+    /// Session recording in the gateway (`off` sets recording.enabled = false;
+    /// `both` adds a second, non-recording gateway to the same interleaved
+    /// run, to measure what recording costs).
+    #[arg(long, value_enum, default_value = "both")]
     recording: Recording,
+    /// Run only these parts (e.g. `--only bulk` while profiling the gateway).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Recording {
-    On,
-    Off,
+enum Part {
+    Connect,
+    Bulk,
+    Checksums,
+    Rtt,
+    Concurrency,
 }
 
 /// How much of everything a run does.
@@ -130,48 +137,60 @@ fn main() -> Result<()> {
     }
 
     eprintln!("setting up target sshd, bastion sshd and vestibule...");
-    let world = World::setup(&bin, args.recording == Recording::On)?;
+    let world = World::setup(&bin, args.recording)?;
     world.check_paths()?;
-    results.paths = PathKind::ALL
+    results.paths = world
+        .paths
         .iter()
         .map(|&p| (p, world.describe(p, "true")))
         .collect();
-    for p in PathKind::ALL {
+    for &p in &world.paths {
         results.ciphers.push((p, world.negotiated(p)?));
     }
-    let mut meter = CpuMeter::new(world.gateway.pid(), ticks)?;
+    let mut meter = CpuMeter::new(world.gateway_pids(), ticks)?;
+    let runs = |part: Part| args.only.is_empty() || args.only.contains(&part);
 
-    eprintln!("connect latency: {} runs per path...", plan.connects);
-    match connect::measure(&world, plan.connects, &mut meter) {
-        Ok(r) => results.connect = r,
-        Err(e) => results.notes.push(format!("connect latency failed: {e:#}")),
+    if runs(Part::Connect) {
+        eprintln!("connect latency: {} runs per path...", plan.connects);
+        match connect::measure(&world, plan.connects, &mut meter) {
+            Ok(r) => results.connect = r,
+            Err(e) => results.notes.push(format!("connect latency failed: {e:#}")),
+        }
     }
-    eprintln!(
-        "bulk throughput: {} MiB x {} run(s) per path and direction...",
-        plan.bulk_bytes >> 20,
-        plan.bulk_runs
-    );
-    match bulk::measure(&world, plan.bulk_bytes, plan.bulk_runs, &mut meter) {
-        Ok(r) => results.bulk = r,
-        Err(e) => results.notes.push(format!("bulk throughput failed: {e:#}")),
+    if runs(Part::Bulk) {
+        eprintln!(
+            "bulk throughput: {} MiB x {} run(s) per path and direction...",
+            plan.bulk_bytes >> 20,
+            plan.bulk_runs
+        );
+        match bulk::measure(&world, plan.bulk_bytes, plan.bulk_runs, &mut meter) {
+            Ok(r) => results.bulk = r,
+            Err(e) => results.notes.push(format!("bulk throughput failed: {e:#}")),
+        }
     }
-    eprintln!("byte-exactness (sha256 of random data)...");
-    match bulk::checksums(&world, plan.checksum_bytes) {
-        Ok(r) => results.checksums = r,
-        Err(e) => results.notes.push(format!("checksums failed: {e:#}")),
+    if runs(Part::Checksums) {
+        eprintln!("byte-exactness (sha256 of random data)...");
+        match bulk::checksums(&world, plan.checksum_bytes) {
+            Ok(r) => results.checksums = r,
+            Err(e) => results.notes.push(format!("checksums failed: {e:#}")),
+        }
     }
-    eprintln!("round trips: {} samples per path...", plan.rtt_samples);
-    match rtt::measure(&world, plan.rtt_samples) {
-        Ok(r) => results.rtt = r,
-        Err(e) => results.notes.push(format!("round trips failed: {e:#}")),
+    if runs(Part::Rtt) {
+        eprintln!("round trips: {} samples per path...", plan.rtt_samples);
+        match rtt::measure(&world, plan.rtt_samples) {
+            Ok(r) => results.rtt = r,
+            Err(e) => results.notes.push(format!("round trips failed: {e:#}")),
+        }
     }
-    eprintln!(
-        "concurrency: {} idle sessions (RLIMIT_NOFILE {nofile})...",
-        plan.sessions
-    );
-    match concurrency::measure(&world, plan.sessions, &mut meter) {
-        Ok(r) => results.concurrency = Some(r),
-        Err(e) => results.notes.push(format!("concurrency failed: {e:#}")),
+    if runs(Part::Concurrency) {
+        eprintln!(
+            "concurrency: {} idle sessions (RLIMIT_NOFILE {nofile})...",
+            plan.sessions
+        );
+        match concurrency::measure(&world, plan.sessions, &mut meter) {
+            Ok(r) => results.concurrency = Some(r),
+            Err(e) => results.notes.push(format!("concurrency failed: {e:#}")),
+        }
     }
     drop(world);
 

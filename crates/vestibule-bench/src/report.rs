@@ -40,6 +40,25 @@ fn fmt_opt(v: Option<f64>, prec: usize) -> String {
 }
 
 impl Results {
+    /// Throughput lost to recording, per direction, as the run measured it.
+    fn recording_cost(&self) -> Vec<String> {
+        [Direction::Upload, Direction::Download]
+            .into_iter()
+            .filter_map(|d| {
+                let on = self.bulk(PathKind::Vestibule, d)?;
+                let off = self.bulk(PathKind::VestibuleUnrecorded, d)?;
+                Some(format!(
+                    "{} {:.0} vs {:.0} MiB/s ({:+.1} % throughput), {:+.2} gateway CPU s per GiB",
+                    d.name(),
+                    on.mib_s_median,
+                    off.mib_s_median,
+                    (on.mib_s_median / off.mib_s_median - 1.0) * 100.0,
+                    on.gateway_cpu_s_per_gib - off.gateway_cpu_s_per_gib
+                ))
+            })
+            .collect()
+    }
+
     fn connect(&self, p: PathKind) -> Option<&ConnectResult> {
         self.connect.iter().find(|c| c.path == p)
     }
@@ -78,7 +97,8 @@ impl Results {
             "| path | connect min / median / p95 (ms, n={n_conn}) | upload MiB/s | download MiB/s | RTT p50 / p99 µs (n={n_rtt}) | RTT PTY p50 / p99 µs |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|");
-        for p in PathKind::ALL {
+        let paths: Vec<PathKind> = self.paths.iter().map(|(p, _)| *p).collect();
+        for &p in &paths {
             let c = self.connect(p);
             let up = self.bulk(p, Direction::Upload).map(|b| b.mib_s_median);
             let down = self.bulk(p, Direction::Download).map(|b| b.mib_s_median);
@@ -103,32 +123,44 @@ impl Results {
             s,
             "\nBulk: {size_mib} MiB per transfer, median of {runs} interleaved run(s). Connect: `ssh ... true`.\n"
         );
+        let mut columns = vec![PathKind::Vestibule, PathKind::VestibuleJ];
+        if paths.contains(&PathKind::VestibuleUnrecorded) {
+            columns.push(PathKind::VestibuleUnrecorded);
+        }
+        let header: Vec<&str> = columns.iter().map(|p| p.label()).collect();
         let _ = writeln!(
             s,
-            "| gateway cost (utime+stime of `vestibule serve`) | vestibule (user:target) | vestibule (-J) | idle baseline (during direct runs) |"
+            "| gateway cost (utime+stime of `vestibule serve`) | {} | idle baseline (during direct runs) |",
+            header.join(" | ")
         );
-        let _ = writeln!(s, "|---|---|---|---|");
-        let cpu_conn = |p| self.connect(p).map(|c| c.gateway_cpu_ms_per_conn);
+        let _ = writeln!(s, "|---|{}---|", "---|".repeat(columns.len()));
+        let row = |name: &str, value: &dyn Fn(PathKind) -> Option<f64>, digits: usize| {
+            let cells: Vec<String> = columns
+                .iter()
+                .chain(std::iter::once(&PathKind::Direct))
+                .map(|&p| fmt_opt(value(p), digits))
+                .collect();
+            format!("| {name} | {} |", cells.join(" | "))
+        };
         let _ = writeln!(
             s,
-            "| CPU ms per connection | {} | {} | {} |",
-            fmt_opt(cpu_conn(PathKind::Vestibule), 1),
-            fmt_opt(cpu_conn(PathKind::VestibuleJ), 1),
-            fmt_opt(cpu_conn(PathKind::Direct), 1),
+            "{}",
+            row(
+                "CPU ms per connection",
+                &|p| self.connect(p).map(|c| c.gateway_cpu_ms_per_conn),
+                1
+            )
         );
         for d in [Direction::Upload, Direction::Download] {
+            let name = format!("CPU s per GiB, {}", d.name());
             let cpu = |p| self.bulk(p, d).map(|b| b.gateway_cpu_s_per_gib);
+            let _ = writeln!(s, "{}", row(&name, &cpu, 2));
+        }
+        if paths.contains(&PathKind::VestibuleUnrecorded) {
             let _ = writeln!(
                 s,
-                "| CPU s per GiB, {} | {} | {} | {} |",
-                if d == Direction::Upload {
-                    "upload"
-                } else {
-                    "download"
-                },
-                fmt_opt(cpu(PathKind::Vestibule), 2),
-                fmt_opt(cpu(PathKind::VestibuleJ), 2),
-                fmt_opt(cpu(PathKind::Direct), 2),
+                "\nCost of recording (user:target with recording on against the same gateway with it off, same run): {}.",
+                self.recording_cost().join("; ")
             );
         }
         if let Some(c) = &self.concurrency {

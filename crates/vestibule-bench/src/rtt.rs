@@ -73,7 +73,8 @@ impl Session {
 pub fn measure(world: &World, samples: usize) -> Result<Vec<RttResult>> {
     let mut out = Vec::new();
     for pty in [false, true] {
-        let mut sessions = PathKind::ALL
+        let mut sessions = world
+            .paths
             .iter()
             .map(|&p| Session::open(world, p, pty))
             .collect::<Result<Vec<_>>>()?;
@@ -88,7 +89,7 @@ pub fn measure(world: &World, samples: usize) -> Result<Vec<RttResult>> {
                 times[i].push(s.round_trip()?);
             }
         }
-        for (&path, t) in PathKind::ALL.iter().zip(times) {
+        for (&path, t) in world.paths.iter().zip(times) {
             out.push(RttResult {
                 path,
                 label: path.label(),

@@ -93,10 +93,11 @@ impl Sshd {
         writeln!(f, "{}", line.trim()).with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Replace the TrustedUserCAKeys file.
+    /// Add a CA to the TrustedUserCAKeys file (one per gateway under test).
     pub fn trust_user_ca(&self, text: &str) -> Result<()> {
         let path = self.dir.join("user_ca.pub");
-        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+        let mut f = procs::append_file(&path)?;
+        writeln!(f, "{}", text.trim()).with_context(|| format!("writing {}", path.display()))
     }
 
     pub fn log_tail(&self) -> String {

@@ -35,35 +35,40 @@ fn sorted(samples: &[f64]) -> Vec<f64> {
     s
 }
 
-/// Counts a process's CPU time in windows attributed to whoever asks.
+/// Counts processes' summed CPU time in windows attributed to whoever asks.
 pub struct CpuMeter {
-    pid: u32,
+    pids: Vec<u32>,
     ticks_per_sec: u64,
     last: u64,
 }
 
 impl CpuMeter {
-    pub fn new(pid: u32, ticks_per_sec: u64) -> Result<Self> {
+    pub fn new(pids: Vec<u32>, ticks_per_sec: u64) -> Result<Self> {
+        let last = ticks_of(&pids)?;
         Ok(Self {
-            pid,
+            pids,
             ticks_per_sec,
-            last: procs::cpu_ticks(pid)?,
+            last,
         })
     }
 
     /// Start a new window now.
     pub fn reset(&mut self) -> Result<()> {
-        self.last = procs::cpu_ticks(self.pid)?;
+        self.last = ticks_of(&self.pids)?;
         Ok(())
     }
 
     /// CPU seconds used since the window started; starts the next window.
     pub fn lap(&mut self) -> Result<f64> {
-        let now = procs::cpu_ticks(self.pid)?;
+        let now = ticks_of(&self.pids)?;
         let used = now.saturating_sub(self.last);
         self.last = now;
         Ok(used as f64 / self.ticks_per_sec as f64)
     }
+}
+
+fn ticks_of(pids: &[u32]) -> Result<u64> {
+    pids.iter().map(|&p| procs::cpu_ticks(p)).sum()
 }
 
 #[cfg(test)]

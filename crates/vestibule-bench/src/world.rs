@@ -28,22 +28,31 @@ pub enum PathKind {
     Vestibule,
     /// `ssh -J bench@127.0.0.1:GPORT root@web1` (Vestibule as ProxyJump)
     VestibuleJ,
+    /// `ssh -p G2PORT bench:web1@127.0.0.1` through a second gateway that does
+    /// not record (`--recording both`), to price recording in the same run.
+    VestibuleUnrecorded,
+}
+
+/// Which gateways a run starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Recording {
+    /// One gateway, recording every session (the default configuration).
+    On,
+    /// One gateway with `recording.enabled = false`.
+    Off,
+    /// Both: the recording gateway's paths plus a user:target path through an
+    /// identical gateway that does not record, interleaved with the others.
+    Both,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 4] = [
-        PathKind::Direct,
-        PathKind::Proxyjump,
-        PathKind::Vestibule,
-        PathKind::VestibuleJ,
-    ];
-
     pub fn label(self) -> &'static str {
         match self {
             PathKind::Direct => "direct",
             PathKind::Proxyjump => "OpenSSH ProxyJump",
             PathKind::Vestibule => "vestibule (user:target)",
             PathKind::VestibuleJ => "vestibule (-J)",
+            PathKind::VestibuleUnrecorded => "vestibule (user:target, recording off)",
         }
     }
 }
@@ -52,6 +61,10 @@ impl PathKind {
 /// Field order is drop order: processes first, the directory last.
 pub struct World {
     pub gateway: Gateway,
+    /// The gateway without recording, with `--recording both`.
+    pub unrecorded: Option<Gateway>,
+    /// The paths this run measures, in the order they are interleaved.
+    pub paths: Vec<PathKind>,
     pub target: Sshd,
     pub bastion: Sshd,
     pub root: PathBuf,
@@ -61,7 +74,7 @@ pub struct World {
 }
 
 impl World {
-    pub fn setup(vestibule_bin: &std::path::Path, recording: bool) -> Result<Self> {
+    pub fn setup(vestibule_bin: &std::path::Path, recording: Recording) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("vestibule-bench-")
             .tempdir()
@@ -86,33 +99,24 @@ impl World {
         )?;
         bastion.authorize(&client_pub)?;
 
-        let data_dir = root.join("vestibule-data");
-        if !recording {
-            gateway::init_without_recording(vestibule_bin, &data_dir)?;
-        }
-        let gateway = Gateway::start(vestibule_bin, &data_dir, &root.join("vestibule.log"))?;
-        target.trust_user_ca(&gateway.admin(&["ca", "export", "user"])?)?;
-        target.authorize(&gateway.admin(&["gateway-key"])?)?;
-        let tport = target.port.to_string();
-        let host_key = target.host_key_line()?;
-        gateway.admin(&[
-            "target",
-            "add",
-            "web1",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &tport,
-            "--login",
-            "root",
-            "--host-key",
-            &host_key,
-        ])?;
         let pub_path = root.join("client_ed25519.pub");
-        let pub_path = pub_path.to_str().context("non-UTF-8 temp path")?;
-        gateway.admin(&["user", "add", "bench", "--public-key", pub_path])?;
-        gateway.admin(&["role", "add", "ops", "--targets", "*", "--logins", "root"])?;
-        gateway.admin(&["role", "grant", "ops", "bench"])?;
+        let enrol = |name: &str, record: bool| {
+            enrolled_gateway(vestibule_bin, &root, name, record, &target, &pub_path)
+        };
+        let gateway = enrol("vestibule", recording != Recording::Off)?;
+        let unrecorded = match recording {
+            Recording::Both => Some(enrol("vestibule-unrecorded", false)?),
+            Recording::On | Recording::Off => None,
+        };
+        let mut paths = vec![
+            PathKind::Direct,
+            PathKind::Proxyjump,
+            PathKind::Vestibule,
+            PathKind::VestibuleJ,
+        ];
+        if unrecorded.is_some() {
+            paths.push(PathKind::VestibuleUnrecorded);
+        }
 
         let cfg = root.join("ssh_config");
         gateway::write_file(
@@ -133,6 +137,8 @@ impl World {
         )?;
         Ok(Self {
             gateway,
+            unrecorded,
+            paths,
             target,
             bastion,
             cfg,
@@ -160,6 +166,10 @@ impl World {
                 "root@127.0.0.1".into(),
             ],
             PathKind::Vestibule => vec!["-p".into(), g.to_string(), "bench:web1@127.0.0.1".into()],
+            PathKind::VestibuleUnrecorded => {
+                let port = self.unrecorded.as_ref().map_or(0, |u| u.port);
+                vec!["-p".into(), port.to_string(), "bench:web1@127.0.0.1".into()]
+            }
             PathKind::VestibuleJ => vec![
                 "-J".into(),
                 format!("bench@127.0.0.1:{g}"),
@@ -190,7 +200,7 @@ impl World {
 
     /// Check that every path logs in and runs a command.
     pub fn check_paths(&self) -> Result<()> {
-        for path in PathKind::ALL {
+        for &path in &self.paths {
             let out = self
                 .ssh(path, false, "echo ok")?
                 .stdout(Stdio::piped())
@@ -234,8 +244,57 @@ impl World {
         Ok(found)
     }
 
+    /// Every gateway process; only one carries traffic at a time, so their
+    /// summed CPU is the cost of the path being measured.
+    pub fn gateway_pids(&self) -> Vec<u32> {
+        std::iter::once(&self.gateway)
+            .chain(&self.unrecorded)
+            .map(Gateway::pid)
+            .collect()
+    }
+
     /// Tail of the ssh clients' stderr, for error messages.
     pub fn ssh_log_tail(&self) -> String {
         procs::tail_of(&self.ssh_log, 2000)
     }
+}
+
+/// A gateway in `root/NAME` set up as in production for the bench user: its
+/// user CA trusted by the target, its own key authorised there, `web1` with the
+/// target's pinned host key, and a role for `*` as root.
+fn enrolled_gateway(
+    bin: &std::path::Path,
+    root: &std::path::Path,
+    name: &str,
+    record: bool,
+    target: &Sshd,
+    client_pub: &std::path::Path,
+) -> Result<Gateway> {
+    let data_dir = root.join(format!("{name}-data"));
+    if !record {
+        gateway::init_without_recording(bin, &data_dir)?;
+    }
+    let gateway = Gateway::start(bin, &data_dir, &root.join(format!("{name}.log")))?;
+    target.trust_user_ca(&gateway.admin(&["ca", "export", "user"])?)?;
+    target.authorize(&gateway.admin(&["gateway-key"])?)?;
+    let tport = target.port.to_string();
+    let host_key = target.host_key_line()?;
+    gateway.admin(&[
+        "target",
+        "add",
+        "web1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &tport,
+        "--login",
+        "root",
+        "--host-key",
+        &host_key,
+    ])?;
+    let client_pub = client_pub.to_str().context("non-UTF-8 temp path")?;
+    gateway.admin(&["user", "add", "bench", "--public-key", client_pub])?;
+    gateway.admin(&["role", "add", "ops", "--targets", "*", "--logins", "root"])?;
+    gateway.admin(&["role", "grant", "ops", "bench"])?;
+    Ok(gateway)
 }

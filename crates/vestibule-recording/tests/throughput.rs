@@ -11,7 +11,8 @@
 //!   the gateway's own CPU per GiB in docs/benchmarks.md;
 //! - "wall": until `finish()` has written, synced and hashed everything, the
 //!   producer awaiting `ready()` after each chunk as a pump would. With the
-//!   default directory this includes the disk; `BENCH_DIR=/dev/shm` leaves it out.
+//!   default directory this includes the disk; `BENCH_DIR=/dev/shm` leaves it out,
+//!   and `BENCH_SYNC=0` leaves out the periodic fdatasync.
 
 mod common;
 
@@ -68,7 +69,11 @@ async fn measure(name: &str, kind: SessionKind, chunk: &[u8]) {
         Ok(d) => tempfile::tempdir_in(d).unwrap(),
         Err(_) => tempfile::tempdir().unwrap(),
     };
-    let c = config(dir.path());
+    let mut c = config(dir.path());
+    // BENCH_SYNC=0 leaves out the periodic fdatasync, to price it.
+    if std::env::var("BENCH_SYNC").is_ok_and(|v| v == "0") {
+        c.sync_on_flush = false;
+    }
     let store = RecordingStore::open(&c).await.unwrap();
     let rec = store.start(meta(kind)).await.unwrap();
     let start = Instant::now();
