@@ -52,3 +52,42 @@ pub(crate) fn login_certified(
         );
     }
 }
+
+/// A person enrolled a second factor at their first HTTPS login.
+pub(crate) fn mfa_enrolled(
+    audit: &Option<AuditHandle>,
+    user: &str,
+    peer: SocketAddr,
+    method: &str,
+) {
+    if let Some(audit) = audit {
+        audit.record(
+            AuditEvent::new(Action::MfaEnroll, Outcome::Success)
+                .user(user)
+                .source(peer)
+                .auth_method(method)
+                .detail("factor", "totp")
+                .detail("via", "https"),
+        );
+    }
+}
+
+/// A break-glass token was redeemed at the HTTPS API (level `critical`, as
+/// over SSH).
+pub(crate) fn breakglass_used(
+    audit: &Option<AuditHandle>,
+    user: &str,
+    peer: SocketAddr,
+    token: &str,
+) {
+    if let Some(audit) = audit {
+        audit.record(
+            AuditEvent::new(Action::BreakglassUse, Outcome::Success)
+                .user(user)
+                .source(peer)
+                .auth_method("breakglass")
+                .reason(format!("break-glass token {token} used"))
+                .detail("via", "https"),
+        );
+    }
+}

@@ -9,8 +9,10 @@
 //! (the binary passes TLS and CA material in).
 
 mod audit;
+mod breakglass;
 mod certify;
 mod challenge;
+mod enrol;
 mod login;
 mod sso;
 
@@ -23,8 +25,11 @@ use axum::routing::{get, post};
 use vestibule_ca::LiveKeyring;
 use vestibule_store::Store;
 
+pub use breakglass::BreakglassLoginRequest;
+pub use enrol::EnrollOffer;
 pub use login::{
-    ChallengeRequest, ChallengeResponse, KeyProof, LOGIN_NAMESPACE, LoginRequest, LoginResponse,
+    ChallengeRequest, ChallengeResponse, ENROLL_REQUIRED, KeyProof, LOGIN_NAMESPACE, LoginRequest,
+    LoginResponse,
 };
 pub use sso::{SsoApiSettings, SsoLoginRequest, SsoLoginResponse, SsoWaitRequest, sso_router};
 
@@ -40,6 +45,8 @@ pub struct ApiSettings {
     pub limiter: Arc<vestibule_identity::limiter::Limiter>,
     /// Everyone needs a TOTP second factor.
     pub require_mfa: bool,
+    /// With `require_mfa`, people without one enrol at their first login.
+    pub enroll_at_first_login: bool,
     /// Where logins and the certificates they give are recorded.
     pub audit: Option<vestibule_audit::AuditHandle>,
 }
@@ -47,6 +54,7 @@ pub struct ApiSettings {
 pub(crate) struct ApiState {
     settings: ApiSettings,
     challenges: challenge::Challenges,
+    enrolments: enrol::PendingEnrolments,
 }
 
 /// The API's routes.
@@ -54,11 +62,13 @@ pub fn router(settings: ApiSettings) -> Router {
     let state = Arc::new(ApiState {
         settings,
         challenges: challenge::Challenges::default(),
+        enrolments: enrol::PendingEnrolments::default(),
     });
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/login/challenge", post(login::challenge))
         .route("/v1/login", post(login::login))
+        .route("/v1/login/breakglass", post(breakglass::login))
         .with_state(state)
 }
 

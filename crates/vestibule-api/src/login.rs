@@ -51,6 +51,10 @@ pub struct LoginRequest {
     /// The current TOTP code, for people with a second factor.
     #[serde(default)]
     pub totp_code: Option<String>,
+    /// The id of a second factor the gateway offered (the `enroll` of a 401
+    /// answer), with `totp_code` from its secret: enrols and logs in.
+    #[serde(default)]
+    pub enroll_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,7 +66,7 @@ pub struct LoginResponse {
 }
 
 /// An error reply: a status and one line for the person.
-pub(crate) struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -70,11 +74,41 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+/// Why a login did not complete: an error, or a second factor to enrol.
+pub(crate) enum Refusal {
+    Error(ApiError),
+    Enroll(crate::enrol::EnrollOffer),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self::Error(error)
+    }
+}
+
+/// The message of the 401 answer that offers a second factor (the client
+/// recognises the answer by its `enroll` field).
+pub const ENROLL_REQUIRED: &str = "a second factor is required: scan the offered code with an authenticator app and give a code from it";
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Error(error) => error.into_response(),
+            Self::Enroll(offer) => (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::CACHE_CONTROL, "no-store")],
+                Json(serde_json::json!({ "error": ENROLL_REQUIRED, "enroll": offer })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
-fn internal(error: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
     tracing::error!(%error, "login failed inside the gateway");
     ApiError(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,7 +118,7 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
 
 /// The same answer for every failed proof, so it tells nothing about which part
 /// failed or whether the user exists.
-fn denied() -> ApiError {
+pub(crate) fn denied() -> ApiError {
     ApiError(StatusCode::UNAUTHORIZED, "invalid credentials".into())
 }
 
@@ -115,7 +149,7 @@ pub(crate) async fn login(
     State(state): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(request): Json<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<Json<LoginResponse>, Refusal> {
     let user = &request.user;
     vestibule_core::validate_name("user", user).map_err(|e| bad_request(e.to_string()))?;
     let subject_key = PublicKey::from_openssh(request.public_key.trim())
@@ -130,7 +164,8 @@ pub(crate) async fn login(
         return Err(bad_request(format!(
             "ttl_secs must be between 1 and {}",
             settings.max_login_ttl.as_secs()
-        )));
+        ))
+        .into());
     }
     // A lockout answers like a wrong password, so it says nothing about the account.
     if settings.limiter.check(Some(peer.ip()), user).is_err() {
@@ -142,7 +177,7 @@ pub(crate) async fn login(
             method_of(&request),
             "locked out",
         );
-        return Err(denied());
+        return Err(denied().into());
     }
     let proven = match (&request.password, &request.key_proof) {
         (Some(password), None) => {
@@ -151,7 +186,7 @@ pub(crate) async fn login(
                 .map_err(internal)?
         }
         (None, Some(proof)) => check_key_proof(&state, user, proof).await?,
-        _ => return Err(bad_request("give exactly one of password and key_proof")),
+        _ => return Err(bad_request("give exactly one of password and key_proof").into()),
     };
     if !proven {
         tracing::info!(%user, %peer, "login refused: invalid credentials");
@@ -163,9 +198,9 @@ pub(crate) async fn login(
             "invalid credentials",
         );
         slow_down(&state, peer, user).await;
-        return Err(denied());
+        return Err(denied().into());
     }
-    let with_totp = second_factor(&state, peer, user, request.totp_code.as_deref()).await?;
+    let with_totp = second_factor(&state, peer, &request).await?;
     settings.limiter.success(user);
     // Only after the credentials are proven, so a lock does not reveal who exists.
     let roles: Vec<String> = settings
@@ -189,7 +224,7 @@ pub(crate) async fn login(
             method_of(&request),
             &lock.message(),
         );
-        return Err(ApiError(StatusCode::FORBIDDEN, lock.message()));
+        return Err(ApiError(StatusCode::FORBIDDEN, lock.message()).into());
     }
     let key_id = if with_totp {
         format!(
@@ -226,25 +261,29 @@ pub(crate) async fn login(
 }
 
 /// Count a failure and wait the backoff before answering it.
-async fn slow_down(state: &ApiState, peer: SocketAddr, user: &str) {
+pub(crate) async fn slow_down(state: &ApiState, peer: SocketAddr, user: &str) {
     let delay = state.settings.limiter.failure(Some(peer.ip()), user);
     tokio::time::sleep(delay).await;
 }
 
 /// After the first factor: the TOTP code, when the person has one or everyone
-/// must; whether one was verified. These answers may say a code is missing: the
-/// first factor is proven.
+/// must; whether one was verified. These answers may say a code is missing, or
+/// offer a second factor to enrol: the first factor is proven.
 async fn second_factor(
     state: &ApiState,
     peer: SocketAddr,
-    user: &str,
-    code: Option<&str>,
-) -> Result<bool, ApiError> {
+    request: &LoginRequest,
+) -> Result<bool, Refusal> {
+    let user = request.user.as_str();
+    let code = request.totp_code.as_deref();
     let store = &state.settings.store;
     let enrolled = vestibule_identity::mfa::enrolled(store, user)
         .await
         .map_err(internal)?;
     if !enrolled {
+        if state.settings.require_mfa && state.settings.enroll_at_first_login {
+            return enrol(state, peer, request).await;
+        }
         if state.settings.require_mfa {
             tracing::info!(%user, %peer, "login refused: no second factor enrolled");
             crate::audit::login_refused(
@@ -257,7 +296,7 @@ async fn second_factor(
             return Err(ApiError(
                 StatusCode::FORBIDDEN,
                 "a second factor is required and none is enrolled; ask an administrator (vestibule user mfa enroll)".into(),
-            ));
+            ).into());
         }
         return Ok(false);
     }
@@ -266,7 +305,8 @@ async fn second_factor(
             StatusCode::UNAUTHORIZED,
             "a verification code is required: give totp_code (vestibule login --totp-code CODE)"
                 .into(),
-        ));
+        )
+        .into());
     };
     let valid = vestibule_identity::mfa::verify_code(store, user, code)
         .await
@@ -284,8 +324,64 @@ async fn second_factor(
         return Err(ApiError(
             StatusCode::UNAUTHORIZED,
             "invalid or already used verification code".into(),
-        ));
+        )
+        .into());
     }
+    Ok(true)
+}
+
+/// Enrolment at first login: offer a secret (kept here), or finish the offer
+/// named by `enroll_id` when `totp_code` is a code from its secret.
+async fn enrol(
+    state: &ApiState,
+    peer: SocketAddr,
+    request: &LoginRequest,
+) -> Result<bool, Refusal> {
+    let user = request.user.as_str();
+    let settings = &state.settings;
+    let (Some(id), Some(code)) = (&request.enroll_id, &request.totp_code) else {
+        let offer = state.enrolments.offer(user).ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins in progress".into(),
+            )
+        })?;
+        tracing::info!(%user, %peer, "login: second factor offered for enrolment");
+        return Err(Refusal::Enroll(offer));
+    };
+    let Some(enrolment) = state.enrolments.get(id, user) else {
+        crate::audit::login_refused(
+            &settings.audit,
+            user,
+            peer,
+            "totp",
+            "unknown or expired enrolment",
+        );
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "the offered second factor is unknown or expired; log in again".into(),
+        )
+        .into());
+    };
+    let confirmed = enrolment
+        .confirm(&settings.store, code)
+        .await
+        .map_err(internal)?;
+    if !confirmed {
+        tracing::info!(%user, %peer, "login refused: wrong code while enrolling");
+        crate::audit::login_refused(
+            &settings.audit,
+            user,
+            peer,
+            "totp",
+            "wrong verification code while enrolling a second factor",
+        );
+        slow_down(state, peer, user).await;
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "invalid verification code".into()).into());
+    }
+    state.enrolments.finish(id);
+    tracing::info!(%user, %peer, "second factor enrolled at login");
+    crate::audit::mfa_enrolled(&settings.audit, user, peer, method_of(request));
     Ok(true)
 }
 

@@ -297,7 +297,8 @@ async fn callback(
         }
     };
     let user = identity.user.clone();
-    tracing::info!(%user, %peer, roles = ?roles, "single sign-on succeeded");
+    let method = if identity.mfa { "sso+mfa" } else { "sso" };
+    tracing::info!(%user, %peer, roles = ?roles, mfa = identity.mfa, "single sign-on succeeded");
     if let Some(audit) = &s.audit {
         audit.record(
             vestibule_audit::AuditEvent::new(
@@ -306,7 +307,7 @@ async fn callback(
             )
             .user(&user)
             .source(peer)
-            .auth_method("sso")
+            .auth_method(method)
             .detail("roles", roles.clone()),
         );
     }
@@ -323,7 +324,7 @@ async fn callback(
                 }
             ),
         ),
-        Some(code) => complete_approval(&s, code, &user, roles, peer).await,
+        Some(code) => complete_approval(&s, code, &user, roles, identity.mfa, peer).await,
     };
     clear_cookie(response)
 }
@@ -334,6 +335,7 @@ async fn complete_approval(
     code: &str,
     user: &str,
     roles: Vec<String>,
+    mfa: bool,
     peer: SocketAddr,
 ) -> Response {
     let Some(kind) = s.approvals.pending(code) else {
@@ -357,6 +359,7 @@ async fn complete_approval(
                 Ok(Approved {
                     user: user.to_owned(),
                     roles,
+                    mfa,
                     payload: None,
                 }),
             );
@@ -379,7 +382,7 @@ async fn complete_approval(
             public_key,
             ttl_secs,
             ..
-        } => match issue(s, user, &roles, &public_key, ttl_secs, peer).await {
+        } => match issue(s, user, &roles, &public_key, ttl_secs, mfa, peer).await {
             Ok(certificate) => {
                 let payload = serde_json::to_value(&certificate).ok();
                 s.approvals.complete(
@@ -387,6 +390,7 @@ async fn complete_approval(
                     Ok(Approved {
                         user: user.to_owned(),
                         roles,
+                        mfa,
                         payload,
                     }),
                 );
@@ -467,15 +471,20 @@ async fn provision(s: &SsoApiSettings, identity: &Identity) -> Result<Vec<String
 }
 
 /// Certify `public_key` for `user` (as `/v1/login` does); `Err` is a message
-/// for the person.
+/// for the person. A multi-factor sign-on (`amr`) gets the key ID
+/// `vestibule:NAME:sso+mfa`, which the SSH front end takes as both factors;
+/// any other still leads to the TOTP prompt where a second factor is due.
+#[allow(clippy::too_many_arguments)]
 async fn issue(
     s: &SsoApiSettings,
     user: &str,
     roles: &[String],
     public_key: &str,
     ttl_secs: Option<u64>,
+    mfa: bool,
     peer: SocketAddr,
 ) -> Result<LoginResponse, String> {
+    let method = if mfa { "sso+mfa" } else { "sso" };
     let internal = |error: String| {
         tracing::error!(%error, "single sign-on: certificate not issued");
         "internal error, see the gateway log".to_owned()
@@ -500,7 +509,7 @@ async fn issue(
         &s.store,
         user,
         &subject_key,
-        format!("vestibule:{user}:sso"),
+        format!("vestibule:{user}:{method}"),
         ttl,
     )
     .await
@@ -510,7 +519,7 @@ async fn issue(
         &s.audit,
         user,
         peer,
-        "sso",
+        method,
         issued.serial,
         issued.valid_before,
     );

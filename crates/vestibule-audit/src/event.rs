@@ -33,6 +33,8 @@ pub enum Action {
     BreakglassUse,
     AdminChange,
     ConfigReload,
+    MfaEnroll,
+    RecordingReplay,
     Other(String),
 }
 
@@ -55,6 +57,8 @@ pub const ACTIONS: &[Action] = &[
     Action::BreakglassUse,
     Action::AdminChange,
     Action::ConfigReload,
+    Action::MfaEnroll,
+    Action::RecordingReplay,
 ];
 
 impl Action {
@@ -77,6 +81,8 @@ impl Action {
             Action::BreakglassUse => "breakglass.use",
             Action::AdminChange => "admin.change",
             Action::ConfigReload => "config.reload",
+            Action::MfaEnroll => "mfa.enroll",
+            Action::RecordingReplay => "recording.replay",
             Action::Other(name) => name,
         }
     }
@@ -109,6 +115,8 @@ impl Action {
             BreakglassUse => (&["iam", "session"], &["access", "admin"], Level::Critical),
             AdminChange => (&["configuration", "iam"], &["change"], Level::Notice),
             ConfigReload => (&["configuration"], &["change"], Level::Notice),
+            MfaEnroll => (&["iam", "authentication"], &["creation"], Level::Notice),
+            RecordingReplay => (&["file"], &["access"], Level::Info),
             Other(_) => (&[], &["info"], Level::Info),
         }
     }

@@ -17,6 +17,7 @@ use cedar_policy::{
 use vestibule_core::Target;
 
 use crate::policy_dir::{Fingerprint, PolicyDir, PolicyError, PolicySetInfo, parse_schema};
+use crate::reload::{ReloadFailure, ReloadObserver, ReloadReport, ReloadTrigger};
 use crate::{Action, PolicyEngine, RequestContext, Subject, Verdict, role_policy};
 
 /// The file policies sliced by their principal scope, so a decision evaluates
@@ -74,6 +75,7 @@ struct Loaded {
     fingerprint: Fingerprint,
     /// String literals of the file policies that look at `context.login`.
     logins: Arc<Vec<String>>,
+    info: PolicySetInfo,
     /// The files' state when a load was last refused, so a bad set is reported
     /// once rather than re-parsed at every decision.
     refused: Option<Fingerprint>,
@@ -88,6 +90,7 @@ pub struct CedarEngine {
     checked: Mutex<Option<Instant>>,
     roles: Mutex<HashMap<String, Arc<PolicySet>>>,
     cedar: cedar_policy::Authorizer,
+    observer: RwLock<Option<ReloadObserver>>,
 }
 
 /// How often a decision looks for changed policy files.
@@ -100,8 +103,8 @@ impl CedarEngine {
     pub fn open(dir: PolicyDir) -> Result<Self, PolicyError> {
         let schema = parse_schema()?;
         let fingerprint = dir.fingerprint()?;
-        let (set, _) = dir.load(&schema)?;
-        Ok(Self::build(schema, Some(dir), set, fingerprint))
+        let (set, info) = dir.load(&schema)?;
+        Ok(Self::build(schema, Some(dir), set, info, fingerprint))
     }
 
     /// An engine with the role policies only.
@@ -110,6 +113,7 @@ impl CedarEngine {
             parse_schema()?,
             None,
             PolicySet::new(),
+            PolicySetInfo::empty(),
             Vec::new(),
         ))
     }
@@ -118,6 +122,7 @@ impl CedarEngine {
         schema: Schema,
         dir: Option<PolicyDir>,
         set: PolicySet,
+        info: PolicySetInfo,
         fingerprint: Fingerprint,
     ) -> Self {
         let actions = schema
@@ -132,11 +137,42 @@ impl CedarEngine {
                 set: Arc::new(Sliced::new(&set)),
                 fingerprint,
                 logins,
+                info,
                 refused: None,
             }),
             checked: Mutex::new(None),
             roles: Mutex::new(HashMap::new()),
             cedar: cedar_policy::Authorizer::new(),
+            observer: RwLock::new(None),
+        }
+    }
+
+    /// The set in force now.
+    pub fn in_force(&self) -> PolicySetInfo {
+        let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
+        loaded.info.clone()
+    }
+
+    /// Report every later load attempt to `observer`, and report the set in
+    /// force now as the start-up load (the engine was opened before anything
+    /// could observe it).
+    pub fn observe_reloads(&self, observer: ReloadObserver) {
+        observer(&ReloadReport {
+            trigger: ReloadTrigger::Startup,
+            in_force: self.in_force(),
+            failure: None,
+        });
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    fn report(&self, report: &ReloadReport) {
+        let observer = self
+            .observer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(observer) = observer {
+            observer(report);
         }
     }
 
@@ -148,31 +184,63 @@ impl CedarEngine {
 
     /// Load the files again (SIGHUP). On a problem the set in force stays in force.
     pub fn reload(&self) -> Result<Option<PolicySetInfo>, PolicyError> {
+        self.reload_because(ReloadTrigger::Signal)
+    }
+
+    /// Load the files again and tell the observer how it went, whatever the
+    /// outcome. On a problem the set in force stays in force.
+    pub fn reload_because(
+        &self,
+        trigger: ReloadTrigger,
+    ) -> Result<Option<PolicySetInfo>, PolicyError> {
         let Some(dir) = &self.dir else {
             return Ok(None);
         };
-        let fingerprint = dir.fingerprint()?;
-        let result = dir.load(&self.schema);
-        let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok((set, info)) => {
-                loaded.logins = Arc::new(login_literals(&set));
-                loaded.set = Arc::new(Sliced::new(&set));
-                loaded.fingerprint = fingerprint;
-                loaded.refused = None;
-                tracing::info!(
-                    files = info.files,
-                    policies = info.policies,
-                    "policies loaded"
-                );
-                Ok(Some(info))
+        let (result, report) = {
+            let result = dir
+                .fingerprint()
+                .and_then(|fingerprint| Ok((fingerprint, dir.load(&self.schema)?)));
+            let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+            match result {
+                Ok((fingerprint, (set, info))) => {
+                    loaded.logins = Arc::new(login_literals(&set));
+                    loaded.set = Arc::new(Sliced::new(&set));
+                    loaded.fingerprint = fingerprint;
+                    loaded.info = info.clone();
+                    loaded.refused = None;
+                    tracing::info!(
+                        %trigger,
+                        files = info.files,
+                        policies = info.policies,
+                        sha256 = %info.sha256,
+                        "policies loaded"
+                    );
+                    let report = ReloadReport {
+                        trigger,
+                        in_force: info.clone(),
+                        failure: None,
+                    };
+                    (Ok(Some(info)), report)
+                }
+                Err(error) => {
+                    // Remember what was refused so decisions do not retry it;
+                    // a directory that cannot be read is retried next time.
+                    if let Ok(fingerprint) = dir.fingerprint() {
+                        loaded.refused = Some(fingerprint);
+                    }
+                    tracing::error!(%trigger, %error, "policy files refused; the policies in force stay in force");
+                    let report = ReloadReport {
+                        trigger,
+                        in_force: loaded.info.clone(),
+                        failure: Some(ReloadFailure::from(&error)),
+                    };
+                    (Err(error), report)
+                }
             }
-            Err(error) => {
-                loaded.refused = Some(fingerprint);
-                tracing::error!(%error, "policy files refused; the policies in force stay in force");
-                Err(error)
-            }
-        }
+        };
+        // Outside the lock: the observer may take its time.
+        self.report(&report);
+        result
     }
 
     /// Reload when the files changed since the last load (or refusal). Looked
@@ -194,7 +262,7 @@ impl CedarEngine {
             now != loaded.fingerprint && loaded.refused.as_ref() != Some(&now)
         };
         if stale {
-            let _ = self.reload();
+            let _ = self.reload_because(ReloadTrigger::FileChange);
         }
     }
 

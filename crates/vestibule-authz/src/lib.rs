@@ -20,12 +20,14 @@ mod cedar;
 mod context;
 mod grant;
 mod policy_dir;
+mod reload;
 mod roles;
 
 pub use cedar::CedarEngine;
 pub use context::{GrantContext, RequestContext};
 pub use grant::{ForwardGrant, SessionGrant};
-pub use policy_dir::{PolicyDir, PolicyError, PolicyProblem, PolicySetInfo};
+pub use policy_dir::{PolicyDir, PolicyError, PolicyProblem, PolicySetInfo, set_digest};
+pub use reload::{ReloadFailure, ReloadObserver, ReloadReport, ReloadTrigger};
 pub use roles::role_policy;
 
 use vestibule_core::{Role, Target};

@@ -48,11 +48,48 @@ pub enum PolicyError {
     Schema(String),
 }
 
-/// What a loaded set holds, for `policy check` and reload logs.
+/// What a loaded set holds, for `policy check`, reload logs and the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySetInfo {
     pub files: usize,
     pub policies: usize,
+    /// Hex SHA-256 of the files as loaded (see [`set_digest`]), so an auditor
+    /// can tell which set was in force and match it to a copy of the files.
+    pub sha256: String,
+}
+
+impl PolicySetInfo {
+    /// No files: the set an engine without a policy directory has.
+    pub fn empty() -> Self {
+        Self {
+            files: 0,
+            policies: 0,
+            sha256: set_digest(&[]),
+        }
+    }
+}
+
+/// SHA-256 over the files in name order, each as its file name, `\n`, its
+/// length in bytes (decimal), `\n`, and its contents. Lengths keep the
+/// concatenation unambiguous; names make a renamed file a different set.
+pub fn set_digest(sources: &[(PathBuf, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (file, text) in sources {
+        let name = file
+            .file_name()
+            .map_or_else(|| file.to_string_lossy(), |n| n.to_string_lossy());
+        hasher.update(name.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(text.len().to_string().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(text.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A directory of policy files and what is needed to tell whether it changed.
@@ -179,6 +216,7 @@ pub(crate) fn load_sources(
         let info = PolicySetInfo {
             files: sources.len(),
             policies: set.policies().count(),
+            sha256: set_digest(sources),
         };
         Ok((set, info))
     } else {

@@ -377,3 +377,63 @@ fn self_approval_can_be_forbidden_by_policy() {
             .allowed
     );
 }
+
+#[test]
+fn every_load_attempt_is_reported_to_the_observer() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.cedar");
+    std::fs::write(
+        &file,
+        r#"permit (principal, action, resource) when { context.login == "root" };"#,
+    )
+    .unwrap();
+    let engine = Arc::new(CedarEngine::open(PolicyDir::new(dir.path())).unwrap());
+    let reports: Arc<Mutex<Vec<ReloadReport>>> = Arc::default();
+    let sink = reports.clone();
+    engine.observe_reloads(Arc::new(move |r: &ReloadReport| {
+        sink.lock().unwrap().push(r.clone())
+    }));
+    let first = engine.in_force();
+    assert_eq!((first.files, first.policies), (1, 1));
+    assert_eq!(first.sha256.len(), 64);
+
+    let authz = Authorizer::new(Box::new(engine.clone()));
+    let who = alice(vec![]);
+    let web = target("web1", &[]);
+    std::fs::write(&file, "permit (principal, action, resource").unwrap();
+    past_refresh();
+    assert!(authz.explain(&who, &web, shell("root"), &ctx()).allowed);
+    // Refused once, not at every decision.
+    past_refresh();
+    assert!(authz.explain(&who, &web, shell("root"), &ctx()).allowed);
+    std::fs::write(
+        &file,
+        "permit (principal, action, resource) when { context.login == \"deploy\" };\nforbid (principal, action, resource) when { context.login == \"x\" };\n",
+    )
+    .unwrap();
+    past_refresh();
+    assert!(authz.explain(&who, &web, shell("deploy"), &ctx()).allowed);
+    assert!(engine.reload().is_ok());
+
+    let reports = reports.lock().unwrap().clone();
+    let triggers: Vec<_> = reports.iter().map(|r| (r.trigger, r.succeeded())).collect();
+    assert_eq!(
+        triggers,
+        [
+            (ReloadTrigger::Startup, true),
+            (ReloadTrigger::FileChange, false),
+            (ReloadTrigger::FileChange, true),
+            (ReloadTrigger::Signal, true),
+        ]
+    );
+    let refused = &reports[1];
+    assert_eq!(refused.in_force, first, "the previous set stays in force");
+    let failure = refused.failure.as_ref().unwrap();
+    assert!(failure.problems[0].line.is_some(), "{failure:?}");
+    assert!(failure.problems[0].file.ends_with("all.cedar"));
+    let loaded = &reports[2].in_force;
+    assert_eq!(loaded.policies, 2);
+    assert_ne!(loaded.sha256, first.sha256);
+    assert_eq!(reports[3].in_force, *loaded);
+}

@@ -32,6 +32,14 @@ pub enum SessionEvent {
         peer: Option<SocketAddr>,
         reason: String,
     },
+    /// A person enrolled a second factor at their first login (published
+    /// before `Authenticated`).
+    MfaEnrolled {
+        person: String,
+        /// The first factor it followed (`publickey`, `password`, ...).
+        method: &'static str,
+        peer: Option<SocketAddr>,
+    },
     /// A break-glass token let a person in (published besides `Authenticated`).
     BreakglassUsed {
         person: String,
@@ -316,6 +324,18 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
                 .user(user)
                 .auth_method(*method)
                 .reason(reason),
+            peer,
+        ),
+        SessionEvent::MfaEnrolled {
+            person,
+            method,
+            peer,
+        } => with_peer(
+            AuditEvent::new(Action::MfaEnroll, Outcome::Success)
+                .user(person)
+                .auth_method(*method)
+                .detail("factor", "totp")
+                .detail("via", "ssh"),
             peer,
         ),
         SessionEvent::BreakglassUsed {

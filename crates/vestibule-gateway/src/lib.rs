@@ -71,6 +71,9 @@ pub struct IdentitySettings {
     pub limiter: Arc<vestibule_identity::limiter::Limiter>,
     /// Everyone needs a second factor; people not enrolled are refused.
     pub require_mfa: bool,
+    /// With `require_mfa`, people not enrolled enrol after their first factor
+    /// (instead of being refused).
+    pub enroll_at_first_login: bool,
 }
 
 impl Default for IdentitySettings {
@@ -80,6 +83,7 @@ impl Default for IdentitySettings {
                 vestibule_identity::limiter::LimiterSettings::default(),
             )),
             require_mfa: false,
+            enroll_at_first_login: true,
         }
     }
 }

@@ -67,7 +67,7 @@ impl Ask<'_> {
         let mut context = RequestContext::now(self.auth_method);
         context.source_ip = self.peer.map(|p| p.ip());
         // The front end names the factors in the method: `publickey+totp`, `breakglass`.
-        context.mfa = self.auth_method.ends_with("+totp");
+        context.mfa = self.auth_method.ends_with("+totp") || self.auth_method.ends_with("+mfa");
         context.break_glass = self.auth_method == "breakglass";
         context.ticket = self.ticket.map(str::to_owned);
         context.grant = grant.map(|g| GrantContext {
@@ -313,4 +313,41 @@ pub(crate) async fn authorize_forward(
 /// A fresh session id: 16 random hex digits.
 pub(crate) fn new_session_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context_of(auth_method: &str) -> RequestContext {
+        Ask {
+            person: "alice",
+            target: "web1",
+            login: None,
+            kind: SessionKind::Shell,
+            peer: None,
+            auth_method,
+            ticket: None,
+        }
+        .context(None)
+    }
+
+    #[test]
+    fn the_method_says_whether_the_login_was_multi_factor_or_break_glass() {
+        for mfa in [
+            "publickey+totp",
+            "sso+totp",
+            "sso+mfa",
+            "certificate+mfa",
+            "certificate+totp",
+        ] {
+            assert!(context_of(mfa).mfa, "{mfa}");
+            assert!(!context_of(mfa).break_glass, "{mfa}");
+        }
+        for single in ["publickey", "sso", "certificate", "password"] {
+            assert!(!context_of(single).mfa, "{single}");
+        }
+        let glass = context_of("breakglass");
+        assert!(glass.break_glass && !glass.mfa);
+    }
 }

@@ -38,24 +38,42 @@ pub fn hash_token(token: &str) -> String {
         .collect()
 }
 
-/// Use a token for `account`: the id of the token, when it is valid, unexpired
-/// and unused, which it is no longer afterwards.
+/// A token that was just used.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    /// The token's id (never the token).
+    pub id: String,
+    /// When the token would have expired (Unix seconds): what it lets in may
+    /// not outlive this.
+    pub expires_at: i64,
+}
+
+/// Use a token for `account`: the token, when it is valid, unexpired and
+/// unused, which it is no longer afterwards.
 pub async fn redeem(
     store: &Store,
     account: &str,
     token: &str,
-) -> Result<Option<String>, IdentityError> {
+) -> Result<Option<Redeemed>, IdentityError> {
     let offered = hash_token(token);
     let candidates = store.breakglass_candidates(account).await?;
     let matched = candidates
         .into_iter()
-        .find(|(_, hash)| bool::from(hash.as_bytes().ct_eq(offered.as_bytes())));
-    let Some((id, _)) = matched else {
+        .find(|(_, hash, _)| bool::from(hash.as_bytes().ct_eq(offered.as_bytes())));
+    let Some((id, _, expires_at)) = matched else {
         return Ok(None);
     };
     // Two concurrent uses race on one conditional update; only one wins.
-    Ok(store.use_breakglass(&id).await?.then_some(id))
+    Ok(store
+        .use_breakglass(&id)
+        .await?
+        .then_some(Redeemed { id, expires_at }))
 }
+
+/// The last part of the key ID of a certificate `vestibule login --breakglass`
+/// issued (`vestibule:NAME:breakglass`). The CA signs the key ID, so the SSH
+/// front end takes such a certificate as a break-glass login.
+pub const LOGIN_WITH_BREAKGLASS: &str = "breakglass";
 
 #[cfg(test)]
 mod tests {

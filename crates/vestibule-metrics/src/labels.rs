@@ -28,6 +28,7 @@ pub(crate) const POLICY_RESULTS: &[&str] = &["allow", "deny"];
 pub(crate) const CERT_KINDS: &[&str] = &["user", "host"];
 pub(crate) const RECORDING_STATES: &[&str] = &["complete", "incomplete"];
 pub(crate) const REPLAY_RESULTS: &[&str] = &["success", "failure"];
+pub(crate) const RELOAD_RESULTS: &[&str] = &["success", "failure"];
 
 /// Lower case, `-` and spaces as `_`.
 fn fold(value: &str) -> String {

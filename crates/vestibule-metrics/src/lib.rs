@@ -29,7 +29,10 @@ use prometheus::{
 };
 
 use labels::OpenLabel;
-pub use router::{CONTENT_TYPE, ComponentReadiness, Readiness, metrics_router};
+pub use router::{
+    BearerToken, CONTENT_TYPE, ComponentReadiness, Readiness, metrics_router,
+    metrics_router_with_token,
+};
 
 /// Buckets of `vestibule_session_setup_seconds`: 5 ms to 10 s.
 pub const SESSION_SETUP_BUCKETS: &[f64] = &[
@@ -98,6 +101,7 @@ struct Inner {
     audit_events_dropped: IntCounter,
     time_to_grant: Histogram,
     replay_retrievals: IntCounterVec,
+    config_reloads: IntCounterVec,
     lockouts: IntCounter,
     breakglass_uses: IntCounter,
     events_dropped: IntCounter,
@@ -324,6 +328,12 @@ impl Metrics {
                 "Recording retrievals for replay or export, by result (success, failure).",
                 &["result"],
             )?,
+            config_reloads: counter_vec(
+                &r,
+                "vestibule_config_reloads_total",
+                "Attempts to load the policy files (at start, on change, on SIGHUP), by result (success, failure).",
+                &["result"],
+            )?,
             lockouts: counter(
                 &r,
                 "vestibule_lockouts_total",
@@ -389,6 +399,9 @@ impl Metrics {
         }
         for result in labels::REPLAY_RESULTS {
             series(&inner.replay_retrievals, &[result]);
+        }
+        for result in labels::RELOAD_RESULTS {
+            series(&inner.config_reloads, &[result]);
         }
 
         Ok(Self {
@@ -558,6 +571,14 @@ impl Metrics {
     /// A recording could not be retrieved for replay.
     pub fn replay_failure(&self) {
         self.replay_retrieval(false);
+    }
+
+    /// A configuration load (policy files) succeeded or was refused.
+    pub fn config_reload(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        if let Some(c) = series(&self.inner.config_reloads, &[result]) {
+            c.inc();
+        }
     }
 
     /// A person or key was locked out (by the failed-login limiter or an

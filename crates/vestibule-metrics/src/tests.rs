@@ -36,6 +36,7 @@ fn fresh_registry_has_help_type_and_zero_series() {
         ("vestibule_audit_events_dropped_total", "counter"),
         ("vestibule_time_to_grant_seconds", "histogram"),
         ("vestibule_replay_retrievals_total", "counter"),
+        ("vestibule_config_reloads_total", "counter"),
         ("vestibule_lockouts_total", "counter"),
         ("vestibule_breakglass_uses_total", "counter"),
         ("vestibule_events_dropped_total", "counter"),
@@ -454,4 +455,68 @@ async fn router_merges_into_a_router_with_state() {
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
     let (status, _, _) = get(api, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bearer_token_guards_metrics_but_not_readyz() {
+    let m = metrics();
+    m.set_ready("ssh", true);
+    assert!(
+        BearerToken::new(" \n").is_none(),
+        "an empty token is refused"
+    );
+    let token = BearerToken::new("s3cret-token\n").expect("token");
+    assert!(!format!("{token:?}").contains("s3cret"));
+    let router = || metrics_router_with_token::<()>(m.clone(), Some(token.clone()));
+    let with = |value: Option<&str>| {
+        let mut request = Request::get("/metrics");
+        if let Some(value) = value {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        request.body(Body::empty()).expect("request")
+    };
+    for refused in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer s3cret-toke"),
+        Some("Bearer s3cret-token-and-more"),
+        Some("Basic s3cret-token"),
+        Some("s3cret-token"),
+        Some("Bearer "),
+    ] {
+        let response = router().oneshot(with(refused)).await.expect("response");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
+        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+    for admitted in ["Bearer s3cret-token", "bearer s3cret-token"] {
+        let response = router()
+            .oneshot(with(Some(admitted)))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK, "{admitted}");
+    }
+    let (status, _, _) = get(router(), "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[test]
+fn config_reloads_count_by_result() {
+    let m = metrics();
+    let text = m.render();
+    assert_eq!(
+        sample(&text, r#"vestibule_config_reloads_total{result="failure"}"#),
+        Some(0.0)
+    );
+    m.config_reload(true);
+    m.config_reload(false);
+    m.config_reload(false);
+    let text = m.render();
+    assert_eq!(
+        sample(&text, r#"vestibule_config_reloads_total{result="success"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"vestibule_config_reloads_total{result="failure"}"#),
+        Some(2.0)
+    );
 }

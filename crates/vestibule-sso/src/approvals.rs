@@ -46,6 +46,8 @@ pub struct PendingApproval {
 pub struct Approved {
     pub user: String,
     pub roles: Vec<String>,
+    /// The single sign-on was multi-factor (its `amr`).
+    pub mfa: bool,
     pub payload: Option<serde_json::Value>,
 }
 
@@ -237,6 +239,7 @@ mod tests {
         let approved = Approved {
             user: "alice".into(),
             roles: vec![],
+            mfa: false,
             payload: None,
         };
         assert!(approvals.complete(&pending.code, Ok(approved.clone())));

@@ -18,5 +18,5 @@ mod ssh;
 pub use approvals::{APPROVAL_CODE_LEN, ApprovalKind, Approvals, Approved, PendingApproval};
 pub use error::SsoError;
 pub use mapping::{RoleSync, plan_role_sync};
-pub use oidc::{Identity, LoginStart, OidcClient, SsoSettings};
+pub use oidc::{DEFAULT_MFA_AMR_VALUES, Identity, LoginStart, OidcClient, SsoSettings, amr_is_mfa};
 pub use ssh::{SshApproval, SshApprovals};

@@ -46,6 +46,25 @@ pub struct SsoSettings {
     pub http_timeout: Duration,
     /// PEM roots for an IdP whose certificate is not from a public CA.
     pub ca_file: Option<PathBuf>,
+    /// `amr` values (RFC 8176) that make a login count as multi-factor.
+    pub mfa_amr_values: Vec<String>,
+}
+
+/// The `amr` values taken as multi-factor when none are configured: `mfa` and
+/// `mca` say so outright; `otp` and `hwk` are second factors IdPs add to a
+/// password.
+pub const DEFAULT_MFA_AMR_VALUES: &[&str] = &["mfa", "mca", "otp", "hwk"];
+
+/// Whether an id_token's `amr` claim names one of the `accepted` values. A
+/// missing or malformed claim is not multi-factor.
+pub fn amr_is_mfa(amr: Option<&serde_json::Value>, accepted: &[String]) -> bool {
+    match amr {
+        Some(serde_json::Value::Array(values)) => values
+            .iter()
+            .filter_map(|v| v.as_str())
+            .any(|v| accepted.iter().any(|a| a == v)),
+        _ => false,
+    }
 }
 
 impl std::fmt::Debug for SsoSettings {
@@ -75,6 +94,8 @@ pub struct Identity {
     /// The IdP's stable subject identifier.
     pub subject: String,
     pub groups: Vec<String>,
+    /// The id_token's `amr` names a multi-factor method (`mfa_amr_values`).
+    pub mfa: bool,
     /// The pending approval this login was started for, if any.
     pub approval: Option<String>,
 }
@@ -368,6 +389,8 @@ impl OidcClient {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| SsoError::Invalid("id_token: no sub".into()))?
             .to_owned();
+        // From the signed id_token only: userinfo does not speak for the login.
+        let mfa = amr_is_mfa(claims.get("amr"), &self.settings.mfa_amr_values);
         let mut all = claims;
         if let (Some(endpoint), Some(token)) = (&metadata.userinfo_endpoint, &access_token) {
             let userinfo: serde_json::Map<String, serde_json::Value> =
@@ -378,6 +401,9 @@ impl OidcClient {
                 ));
             }
             for (name, value) in userinfo {
+                if name == "amr" {
+                    continue;
+                }
                 all.entry(name).or_insert(value);
             }
         }
@@ -409,6 +435,7 @@ impl OidcClient {
             user,
             subject,
             groups,
+            mfa,
             approval: pending.approval,
         })
     }
@@ -518,4 +545,36 @@ fn client_tls(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, SsoErro
     Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod amr_tests {
+    use super::*;
+
+    fn accepted() -> Vec<String> {
+        DEFAULT_MFA_AMR_VALUES
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn amr_names_multi_factor_logins() {
+        let amr = |v: serde_json::Value| amr_is_mfa(Some(&v), &accepted());
+        assert!(amr(serde_json::json!(["pwd", "otp"])));
+        assert!(amr(serde_json::json!(["mfa"])));
+        assert!(amr(serde_json::json!(["hwk", "pin"])));
+        assert!(!amr(serde_json::json!(["pwd"])));
+        assert!(!amr(serde_json::json!([])));
+        // Not a list (malformed): not multi-factor.
+        assert!(!amr(serde_json::json!("mfa")));
+        assert!(!amr_is_mfa(None, &accepted()));
+        // Only configured values count.
+        let strict = vec!["mfa".to_owned()];
+        assert!(!amr_is_mfa(
+            Some(&serde_json::json!(["pwd", "otp"])),
+            &strict
+        ));
+        assert!(amr_is_mfa(Some(&serde_json::json!(["mfa"])), &strict));
+    }
 }

@@ -97,6 +97,7 @@ mod tests {
             username_claim: "preferred_username".into(),
             groups_claim: "groups".into(),
             groups_to_roles: BTreeMap::new(),
+            mfa_amr_values: vec!["mfa".into()],
             auto_provision: false,
             redirect_url: "https://127.0.0.1:8443/auth/callback".into(),
             http_timeout: Duration::from_secs(3),

@@ -51,13 +51,13 @@ impl Store {
         Ok(id)
     }
 
-    /// The ids and hashes of the account's unused, unexpired tokens.
+    /// The ids, hashes and expiry times of the account's unused, unexpired tokens.
     pub async fn breakglass_candidates(
         &self,
         account: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, token_hash FROM breakglass_tokens
+            "SELECT id, token_hash, expires_at FROM breakglass_tokens
              WHERE account = ? AND used_at IS NULL AND expires_at > ?",
         )
         .bind(account)
@@ -66,7 +66,7 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|row| (row.get("id"), row.get("token_hash")))
+            .map(|row| (row.get("id"), row.get("token_hash"), row.get("expires_at")))
             .collect())
     }
 
@@ -130,7 +130,7 @@ mod tests {
             .await
             .unwrap();
         let candidates = store.breakglass_candidates("oncall").await.unwrap();
-        assert_eq!(candidates, vec![(id.clone(), "h1".to_owned())]);
+        assert_eq!(candidates, vec![(id.clone(), "h1".to_owned(), i64::MAX)]);
         assert!(store.use_breakglass(&id).await.unwrap());
         assert!(!store.use_breakglass(&id).await.unwrap());
         assert!(

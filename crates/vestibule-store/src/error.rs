@@ -17,6 +17,8 @@ pub enum StoreError {
     NotFound { kind: &'static str, name: String },
     #[error("{kind} {name} already exists")]
     AlreadyExists { kind: &'static str, name: String },
+    #[error("TOTP secrets cannot be stored or read: the store was opened without the secret key")]
+    NoSecretKey,
     #[error("stored {kind} {name} is corrupt: {reason}")]
     Corrupt {
         kind: &'static str,

@@ -15,12 +15,14 @@ mod mfa;
 mod outbox;
 mod requests;
 mod roles;
+mod sealed;
 mod sessions;
 mod targets;
 mod users;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -34,6 +36,7 @@ pub use locks::{Lock, LockKind};
 pub use mfa::MfaRecord;
 pub use requests::{AccessRequest, DecideError, RequestState};
 pub use roles::RoleRecord;
+pub use sealed::{BadKey, SecretKey};
 pub use sessions::{SessionRecord, SessionStart};
 pub use users::UserCredentials;
 
@@ -41,6 +44,8 @@ pub use users::UserCredentials;
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Seals TOTP secrets; without it they can be neither stored nor read.
+    secret_key: Option<Arc<SecretKey>>,
 }
 
 fn migrator() -> Migrator {
@@ -108,7 +113,18 @@ impl Store {
                 source,
             })?;
         migrator().run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            secret_key: None,
+        })
+    }
+
+    /// Use `key` to seal and open TOTP secrets, sealing any stored in the
+    /// clear by older versions.
+    pub async fn with_secret_key(mut self, key: SecretKey) -> Result<Self, StoreError> {
+        self.secret_key = Some(Arc::new(key));
+        self.seal_clear_mfa_secrets().await?;
+        Ok(self)
     }
 
     /// The connection pool, for components that keep their own tables in the
@@ -138,8 +154,12 @@ pub(crate) fn new_id() -> String {
 #[cfg(test)]
 pub(crate) async fn test_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let key = SecretKey::from_text(&SecretKey::generate_text()).expect("test key");
     let store = Store::open_sqlite(&dir.path().join("t.db"), true)
         .await
-        .expect("open test store");
+        .expect("open test store")
+        .with_secret_key(key)
+        .await
+        .expect("test key");
     (store, dir)
 }

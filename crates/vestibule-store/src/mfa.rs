@@ -1,14 +1,17 @@
-//! People's TOTP secrets and the last step each accepted.
+//! People's TOTP secrets (sealed, see `sealed.rs`) and the last step each
+//! accepted.
 
 use sqlx::Row;
+use zeroize::Zeroizing;
 
+use crate::sealed::{SEALED_PREFIX, SecretKey};
 use crate::{Store, StoreError, now_unix};
 
 /// A person's enrolled second factor.
 #[derive(Clone)]
 pub struct MfaRecord {
-    /// Base32 secret.
-    pub secret: String,
+    /// Base32 secret, opened.
+    pub secret: Zeroizing<String>,
     pub enrolled_at: i64,
     /// The last step a code was accepted for.
     pub last_step: Option<i64>,
@@ -25,8 +28,13 @@ impl std::fmt::Debug for MfaRecord {
 }
 
 impl Store {
+    fn secret_key(&self) -> Result<&SecretKey, StoreError> {
+        self.secret_key.as_deref().ok_or(StoreError::NoSecretKey)
+    }
+
     /// Enrol (or re-enrol, replacing the secret) a registered person.
     pub async fn set_mfa(&self, user: &str, secret: &str) -> Result<(), StoreError> {
+        let sealed = self.secret_key()?.seal(user, secret)?;
         let exists = sqlx::query("SELECT 1 FROM users WHERE name = ?")
             .bind(user)
             .fetch_optional(&self.pool)
@@ -40,7 +48,7 @@ impl Store {
                  enrolled_at = excluded.enrolled_at, last_step = NULL",
         )
         .bind(user)
-        .bind(secret)
+        .bind(sealed)
         .bind(now_unix())
         .execute(&self.pool)
         .await?;
@@ -64,11 +72,50 @@ impl Store {
                 .bind(user)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|row| MfaRecord {
-            secret: row.get("secret"),
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored: Zeroizing<String> = Zeroizing::new(row.get("secret"));
+        let secret = if stored.starts_with(SEALED_PREFIX) {
+            self.secret_key()?.open(user, &stored)?
+        } else {
+            // Written before sealing and not sealed yet (another process
+            // opened the database without the key); still the person's factor.
+            stored
+        };
+        Ok(Some(MfaRecord {
+            secret,
             enrolled_at: row.get("enrolled_at"),
             last_step: row.get("last_step"),
         }))
+    }
+
+    /// Seal the secrets older versions stored in the clear; each row is
+    /// rewritten only if it is still the clear value read, so a concurrent
+    /// re-enrolment is never overwritten.
+    pub(crate) async fn seal_clear_mfa_secrets(&self) -> Result<u64, StoreError> {
+        let key = self.secret_key()?;
+        let rows =
+            sqlx::query("SELECT user_name, secret FROM user_mfa WHERE secret NOT LIKE 'v1:%'")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut sealed = 0;
+        for row in rows {
+            let user: String = row.get("user_name");
+            let clear: Zeroizing<String> = Zeroizing::new(row.get("secret"));
+            let done =
+                sqlx::query("UPDATE user_mfa SET secret = ? WHERE user_name = ? AND secret = ?")
+                    .bind(key.seal(&user, &clear)?)
+                    .bind(&user)
+                    .bind(clear.as_str())
+                    .execute(&self.pool)
+                    .await?;
+            sealed += done.rows_affected();
+        }
+        if sealed > 0 {
+            tracing::info!(count = sealed, "sealed TOTP secrets stored in the clear");
+        }
+        Ok(sealed)
     }
 
     /// Record that a code for `step` was accepted; false when that step (or a
@@ -107,5 +154,66 @@ mod tests {
         );
         store.remove_mfa("alice").await.unwrap();
         assert!(store.mfa("alice").await.unwrap().is_none());
+    }
+
+    async fn stored_secret(store: &crate::Store, user: &str) -> String {
+        sqlx::query_scalar("SELECT secret FROM user_mfa WHERE user_name = ?")
+            .bind(user)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn secrets_are_sealed_at_rest_and_bound_to_their_row() {
+        let (store, _dir) = test_store().await;
+        for user in ["alice", "bob"] {
+            store.add_user(user, &[], None).await.unwrap();
+        }
+        store.set_mfa("alice", "JBSWY3DPEHPK3PXP").await.unwrap();
+        store.set_mfa("bob", "GEZDGNBVGY3TQOJQ").await.unwrap();
+        let alice_row = stored_secret(&store, "alice").await;
+        assert!(alice_row.starts_with("v1:"), "{alice_row}");
+        assert!(!alice_row.contains("JBSWY3DPEHPK3PXP"));
+        assert_eq!(
+            store.mfa("alice").await.unwrap().unwrap().secret.as_str(),
+            "JBSWY3DPEHPK3PXP"
+        );
+        // Alice's sealed secret copied into Bob's row does not open there.
+        sqlx::query("UPDATE user_mfa SET secret = ? WHERE user_name = 'bob'")
+            .bind(&alice_row)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.mfa("bob").await,
+            Err(crate::StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn clear_rows_are_sealed_when_the_key_is_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let keyless = crate::Store::open_sqlite(&path, true).await.unwrap();
+        keyless.add_user("alice", &[], None).await.unwrap();
+        assert!(matches!(
+            keyless.set_mfa("alice", "X").await,
+            Err(crate::StoreError::NoSecretKey)
+        ));
+        // A row as versions before sealing wrote it.
+        sqlx::query(
+            "INSERT INTO user_mfa (user_name, secret, enrolled_at) VALUES ('alice', 'JBSWY3DPEHPK3PXP', 1)",
+        )
+        .execute(keyless.pool())
+        .await
+        .unwrap();
+        let key = crate::SecretKey::from_text(&crate::SecretKey::generate_text()).unwrap();
+        let store = keyless.with_secret_key(key).await.unwrap();
+        assert!(stored_secret(&store, "alice").await.starts_with("v1:"));
+        assert_eq!(
+            store.mfa("alice").await.unwrap().unwrap().secret.as_str(),
+            "JBSWY3DPEHPK3PXP"
+        );
     }
 }

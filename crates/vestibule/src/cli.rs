@@ -271,6 +271,10 @@ pub struct LoginArgs {
     /// (default: a second line on standard input after the password).
     #[arg(long, value_name = "CODE")]
     pub totp_code: Option<String>,
+    /// Log in with a break-glass token (from VESTIBULE_BREAKGLASS_TOKEN, else
+    /// read from standard input); it works once.
+    #[arg(long, conflicts_with_all = ["identity", "sso", "totp_code"])]
+    pub breakglass: bool,
 }
 
 #[derive(Args)]

@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 /// The file `vestibule init` writes: every setting, commented, at its default.
 pub const TEMPLATE: &str = r#"# Vestibule configuration. Paths are relative to this file's directory (the data dir).
-# Changes here take effect at the next `vestibule serve`; users, targets and roles
-# live in the database and change at once through the admin CLI.
+# This file is read once, when `vestibule serve` starts: changes take effect at the
+# next start (SIGHUP reloads the policy files, not this file). Users, targets and
+# roles live in the database and change at once through the admin CLI.
 
 [ssh]
 # Address the SSH gateway listens on (`vestibule serve --ssh-listen` overrides it).
@@ -52,6 +53,12 @@ listen = "0.0.0.0:8443"
 tls_cert = "tls/cert.pem"
 tls_key = "tls/key.pem"
 
+[metrics]
+# /metrics is on the HTTPS listener. Set a file holding a secret token (mode 0600,
+# read at start) to require `Authorization: Bearer TOKEN` for /metrics; /readyz
+# and /healthz stay open. Unset: /metrics needs no token.
+# bearer_token_file = "metrics_token"
+
 [identity]
 # Brute-force protection, shared by SSH and the HTTPS login: failures are counted
 # per source address and per user; each failed answer is delayed by
@@ -60,9 +67,13 @@ tls_key = "tls/key.pem"
 max_failures = 5
 lockout_secs = 300
 backoff_base_ms = 250
-# Require a TOTP second factor of everyone (`vestibule user mfa enroll NAME`);
-# people not enrolled are refused. People enrolled are always asked.
+# Require a TOTP second factor of everyone (`vestibule user mfa enroll NAME`).
+# People enrolled are always asked.
 require_mfa = false
+# With require_mfa, people not enrolled enrol at their first login (after their
+# first factor they are shown a QR code and give a code from it); false refuses
+# them until an administrator enrols them.
+enroll_at_first_login = true
 
 [access_requests]
 # Just-in-time access (`vestibule request ...`, or filed at the SSH prompt by a
@@ -156,12 +167,23 @@ pub struct Config {
     #[serde(default)]
     pub identity: IdentityConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub audit: vestibule_audit::AuditConfig,
     #[serde(default)]
     pub recording: vestibule_recording::RecordingConfig,
     /// OpenID Connect single sign-on; absent: off.
     #[serde(default)]
     pub sso: Option<crate::sso::SsoConfig>,
+}
+
+/// `[metrics]`: who may read `/metrics`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A file (relative to the data dir, mode 0600) holding the bearer token
+    /// `/metrics` requires; unset: no token.
+    pub bearer_token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +193,7 @@ pub struct IdentityConfig {
     pub lockout_secs: u64,
     pub backoff_base_ms: u64,
     pub require_mfa: bool,
+    pub enroll_at_first_login: bool,
 }
 
 impl Default for IdentityConfig {
@@ -180,6 +203,7 @@ impl Default for IdentityConfig {
             lockout_secs: 300,
             backoff_base_ms: 250,
             require_mfa: false,
+            enroll_at_first_login: true,
         }
     }
 }
@@ -195,6 +219,7 @@ impl IdentityConfig {
                 ..LimiterSettings::default()
             })),
             require_mfa: self.require_mfa,
+            enroll_at_first_login: self.enroll_at_first_login,
         }
     }
 }
@@ -413,6 +438,16 @@ mod tests {
         );
         let bad = TEMPLATE.replace("source_addresses = []", "source_addresses = [\"nowhere\"]");
         assert!(Config::parse(&bad).is_err());
+        assert!(config.metrics.bearer_token_file.is_none());
+        let guarded = TEMPLATE.replace(
+            "# bearer_token_file = \"metrics_token\"",
+            "bearer_token_file = \"metrics_token\"",
+        );
+        let guarded = Config::parse(&guarded).unwrap();
+        assert_eq!(
+            guarded.metrics.bearer_token_file.as_deref(),
+            Some("metrics_token")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::LineEnding;
 use vestibule_ca::{CaDirectory, CaKind};
-use vestibule_store::Store;
+use vestibule_store::{SecretKey, Store};
 
 use crate::config::{Config, TEMPLATE};
 
@@ -63,11 +63,43 @@ impl DataDir {
         Config::load(&self.config_path())
     }
 
+    /// The database, with the key that seals TOTP secrets (made on first use).
     pub async fn open_store(&self, config: &Config) -> Result<Store> {
         let path = self.resolve(&config.database.sqlite);
-        Store::open_sqlite(&path, false)
+        let store = Store::open_sqlite(&path, false)
             .await
-            .with_context(|| format!("cannot open the database {}", path.display()))
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        let key = self.load_or_create_secret_key()?;
+        store
+            .with_secret_key(key)
+            .await
+            .context("cannot seal the TOTP secrets stored in the clear")
+    }
+
+    /// The key that seals TOTP secrets in the database, `DIR/keys/mfa_secret_key`.
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.root.join("keys").join("mfa_secret_key")
+    }
+
+    /// Read the secret key, or make it (0600) in a data dir made before it
+    /// existed. Refused if others can read it, as every key file.
+    pub fn load_or_create_secret_key(&self) -> Result<SecretKey> {
+        let path = self.secret_key_path();
+        if !path.exists() {
+            create_private_dir(&self.root.join("keys"))?;
+            match write_new_file(&path, SecretKey::generate_text().as_bytes(), 0o600) {
+                Ok(()) => {}
+                // Another process (the CLI beside `serve`) made it first.
+                Err(_) if path.exists() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        require_private(&path)?;
+        let text = zeroize::Zeroizing::new(
+            fs::read_to_string(&path)
+                .with_context(|| format!("cannot read key {}", path.display()))?,
+        );
+        SecretKey::from_text(&text).with_context(|| format!("key {}", path.display()))
     }
 
     /// The CA keys' root, `DIR/ca`.
@@ -156,6 +188,7 @@ impl DataDir {
         }
         create_private_dir(&self.root)?;
         create_private_dir(&self.root.join("keys"))?;
+        self.load_or_create_secret_key()?;
         let config = Config::parse(TEMPLATE)?;
         for (relative, comment) in [
             (&config.ssh.host_key, "vestibule-host"),

@@ -2,15 +2,11 @@
 //! emergency tokens.
 
 use anyhow::{Context, Result};
-use qrcode::QrCode;
-use qrcode::render::unicode::Dense1x2;
-use vestibule_identity::{breakglass as tokens, totp};
+use vestibule_identity::{breakglass as tokens, mfa, totp};
 
 use crate::admin::{print_list, store};
 use crate::cli::{BreakglassCommand, MfaCommand};
 use crate::datadir::DataDir;
-
-const ISSUER: &str = "Vestibule";
 
 pub async fn mfa(dir: &DataDir, command: MfaCommand) -> Result<()> {
     let store = store(dir).await?;
@@ -18,19 +14,12 @@ pub async fn mfa(dir: &DataDir, command: MfaCommand) -> Result<()> {
         MfaCommand::Enroll { name } => {
             let secret = zeroize::Zeroizing::new(totp::generate_secret());
             store.set_mfa(&name, &secret).await?;
-            let uri = zeroize::Zeroizing::new(totp::otpauth_uri(ISSUER, &name, &secret));
+            let uri = zeroize::Zeroizing::new(totp::otpauth_uri(mfa::ISSUER, &name, &secret));
             println!("Enrolled {name} for TOTP. Scan this with an authenticator app:");
             println!();
-            match QrCode::new(uri.as_bytes()) {
-                Ok(code) => println!(
-                    "{}",
-                    code.render::<Dense1x2>()
-                        .dark_color(Dense1x2::Light)
-                        .light_color(Dense1x2::Dark)
-                        .quiet_zone(true)
-                        .build()
-                ),
-                Err(error) => eprintln!("(cannot draw a QR code: {error})"),
+            match mfa::qr_text(&uri) {
+                Some(code) => println!("{code}"),
+                None => eprintln!("(cannot draw a QR code)"),
             }
             println!("{}", uri.as_str());
             println!();

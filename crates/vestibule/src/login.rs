@@ -10,8 +10,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use russh::keys::ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
 use vestibule_api::{
-    ChallengeRequest, ChallengeResponse, KeyProof, LOGIN_NAMESPACE, LoginRequest, LoginResponse,
-    SsoLoginRequest, SsoLoginResponse, SsoWaitRequest,
+    BreakglassLoginRequest, ChallengeRequest, ChallengeResponse, EnrollOffer, KeyProof,
+    LOGIN_NAMESPACE, LoginRequest, LoginResponse, SsoLoginRequest, SsoLoginResponse,
+    SsoWaitRequest,
 };
 
 use crate::cli::LoginArgs;
@@ -105,11 +106,29 @@ fn client_with_timeout(
         .context("cannot build the HTTPS client")
 }
 
-async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+/// A refusal from the gateway: its status and JSON body.
+struct Refused {
+    status: reqwest::StatusCode,
+    body: serde_json::Value,
+}
+
+impl Refused {
+    fn into_error(self) -> anyhow::Error {
+        let message = self.body["error"].as_str().unwrap_or("no explanation");
+        anyhow::anyhow!("login refused ({}): {message}", self.status)
+    }
+
+    /// The second factor the gateway offers to enrol, if that is why.
+    fn enroll_offer(&self) -> Option<EnrollOffer> {
+        serde_json::from_value(self.body.get("enroll")?.clone()).ok()
+    }
+}
+
+async fn post_answer<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: &str,
     body: &Req,
-) -> Result<Resp> {
+) -> Result<std::result::Result<Resp, Refused>> {
     let response = client
         .post(url)
         .json(body)
@@ -118,14 +137,22 @@ async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         .with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
     if !status.is_success() {
-        let error: serde_json::Value = response.json().await.unwrap_or_default();
-        let message = error["error"].as_str().unwrap_or("no explanation");
-        bail!("login refused ({status}): {message}");
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        return Ok(Err(Refused { status, body }));
     }
-    response
-        .json()
-        .await
-        .with_context(|| format!("unexpected answer from {url}"))
+    Ok(Ok(response.json().await.with_context(|| {
+        format!("unexpected answer from {url}")
+    })?))
+}
+
+async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Req,
+) -> Result<Resp> {
+    post_answer(client, url, body)
+        .await?
+        .map_err(Refused::into_error)
 }
 
 /// Replace `path` with a new file of `mode` (never writing through an old one).
@@ -147,11 +174,46 @@ pub async fn run(args: LoginArgs) -> Result<()> {
 
     let login = if args.sso {
         sso_login(&api, &fingerprint, &args, public_key, ttl_secs).await?
+    } else if args.breakglass {
+        breakglass_login(&http, &api, &args, public_key, ttl_secs).await?
     } else {
         password_or_key_login(&http, &api, &args, public_key, ttl_secs).await?
     };
     remember(&known, &args.proxy, &fingerprint)?;
     save(&args, &base, &key, &login)
+}
+
+/// A signature over a fresh challenge with the registered key at `path`.
+async fn prove_key(http: &reqwest::Client, api: &str, user: &str, path: &Path) -> Result<KeyProof> {
+    let challenge: ChallengeResponse = post(
+        http,
+        &format!("{api}/v1/login/challenge"),
+        &ChallengeRequest {
+            user: user.to_owned(),
+        },
+    )
+    .await?;
+    let pem = zeroize::Zeroizing::new(
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let identity = PrivateKey::from_openssh(pem.as_bytes()).with_context(|| {
+        format!(
+            "cannot parse {} (encrypted keys are not supported yet)",
+            path.display()
+        )
+    })?;
+    let signature = identity
+        .sign(
+            LOGIN_NAMESPACE,
+            HashAlg::Sha512,
+            challenge.challenge.as_bytes(),
+        )
+        .context("cannot sign the login challenge")?;
+    Ok(KeyProof {
+        public_key: identity.public_key().to_openssh()?,
+        challenge: challenge.challenge,
+        signature: signature.to_pem(LineEnding::LF)?,
+    })
 }
 
 /// Prove who you are with a password (standard input) or a registered key.
@@ -163,39 +225,7 @@ async fn password_or_key_login(
     ttl_secs: Option<u64>,
 ) -> Result<LoginResponse> {
     let (password, key_proof) = match &args.identity {
-        Some(path) => {
-            let challenge: ChallengeResponse = post(
-                http,
-                &format!("{api}/v1/login/challenge"),
-                &ChallengeRequest {
-                    user: args.user.clone(),
-                },
-            )
-            .await?;
-            let pem = zeroize::Zeroizing::new(
-                fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-            );
-            let identity = PrivateKey::from_openssh(pem.as_bytes()).with_context(|| {
-                format!(
-                    "cannot parse {} (encrypted keys are not supported yet)",
-                    path.display()
-                )
-            })?;
-            let signature = identity
-                .sign(
-                    LOGIN_NAMESPACE,
-                    HashAlg::Sha512,
-                    challenge.challenge.as_bytes(),
-                )
-                .context("cannot sign the login challenge")?;
-            let proof = KeyProof {
-                public_key: identity.public_key().to_openssh()?,
-                challenge: challenge.challenge,
-                signature: signature.to_pem(LineEnding::LF)?,
-            };
-            (None, Some(proof))
-        }
+        Some(path) => (None, Some(prove_key(http, api, &args.user, path).await?)),
         None => {
             let mut line = zeroize::Zeroizing::new(String::new());
             std::io::stdin()
@@ -220,21 +250,84 @@ async fn password_or_key_login(
         password,
         key_proof,
         totp_code,
+        enroll_id: None,
     };
     let url = format!("{api}/v1/login");
-    match post(http, &url, &request).await {
-        Err(error)
-            if interactive
-                && request.password.is_some()
-                && request.totp_code.is_none()
-                && error.to_string().contains("verification code is required") =>
-        {
-            eprint!("Verification code: ");
-            request.totp_code = read_code()?;
-            post(http, &url, &request).await
-        }
-        other => other,
+    let refused = match post_answer(http, &url, &request).await? {
+        Ok(login) => return Ok(login),
+        Err(refused) => refused,
+    };
+    let message = refused.body["error"].as_str().unwrap_or_default();
+    if let Some(offer) = refused.enroll_offer() {
+        show_enrolment(&args.user, &offer);
+        eprint!("Verification code: ");
+        request.totp_code = read_code()?;
+        request.enroll_id = Some(offer.id);
+    } else if interactive
+        && request.password.is_some()
+        && request.totp_code.is_none()
+        && message.contains("verification code is required")
+    {
+        eprint!("Verification code: ");
+        request.totp_code = read_code()?;
+    } else {
+        return Err(refused.into_error());
     }
+    // A challenge is single-use: a key login signs a fresh one.
+    if let Some(path) = &args.identity {
+        request.key_proof = Some(prove_key(http, api, &args.user, path).await?);
+    }
+    post(http, &url, &request).await
+}
+
+/// The second factor the gateway offers: a QR code and the URI to put in an
+/// authenticator app.
+fn show_enrolment(user: &str, offer: &EnrollOffer) {
+    println!("A second factor is required and {user} has none yet.");
+    println!("Scan this with an authenticator app:");
+    println!();
+    if let Some(qr) = vestibule_identity::mfa::qr_text(&offer.otpauth_uri) {
+        println!("{qr}");
+    }
+    println!("{}", offer.otpauth_uri);
+    println!();
+    println!("Then enter the code the app shows to finish enrolling.");
+    let _ = std::io::stdout().flush();
+}
+
+/// Redeem a break-glass token for a certificate.
+async fn breakglass_login(
+    http: &reqwest::Client,
+    api: &str,
+    args: &LoginArgs,
+    public_key: String,
+    ttl_secs: Option<u64>,
+) -> Result<LoginResponse> {
+    let token = match std::env::var("VESTIBULE_BREAKGLASS_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => zeroize::Zeroizing::new(token.trim().to_owned()),
+        _ => {
+            if std::io::stdin().is_terminal() {
+                eprint!("Break-glass token: ");
+            }
+            let mut line = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the break-glass token")?;
+            zeroize::Zeroizing::new(line.trim().to_owned())
+        }
+    };
+    let request = BreakglassLoginRequest {
+        user: args.user.clone(),
+        token: token.to_string(),
+        public_key,
+        ttl_secs,
+    };
+    let answer = post(http, &format!("{api}/v1/login/breakglass"), &request).await;
+    // The request held a copy of the token.
+    let mut request = request;
+    zeroize::Zeroize::zeroize(&mut request.token);
+    answer
 }
 
 /// One line of standard input, trimmed; `None` when empty.

@@ -10,6 +10,7 @@ mod access;
 mod admin;
 mod audit;
 mod ca;
+mod changes;
 mod cli;
 mod config;
 mod datadir;
@@ -56,12 +57,24 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = DataDir::new(cli.data_dir.unwrap_or_else(datadir::default_dir));
     let audited = outbox::action_of(&cli.command);
+    let store = match audited {
+        Some(_) => admin::store(&dir).await.ok(),
+        None => None,
+    };
+    let snapshots = match (&store, changes::object_of(&cli.command)) {
+        (Some(store), Some(object)) => Some(changes::Snapshots::before(&dir, store, object).await),
+        _ => None,
+    };
     let result = dispatch(&dir, cli.command).await;
     if let Some(action) = audited
-        && let Ok(store) = admin::store(&dir).await
+        && let Some(store) = store
     {
+        let change = match snapshots {
+            Some(snapshots) => Some(snapshots.after(&dir, &store).await),
+            None => None,
+        };
         let outcome = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
-        outbox::record(&store, action, outcome).await;
+        outbox::record(&store, action, change, outcome).await;
     }
     result
 }

@@ -1,12 +1,15 @@
-//! Admin commands in the audit trail. The CLI is another process than the
-//! gateway, which alone writes the audit chain, so the CLI queues its events in
-//! the database (an outbox) and the running gateway moves them into the chain.
+//! Admin commands and recording replays in the audit trail. The CLI is another
+//! process than the gateway, which alone writes the audit chain, so the CLI
+//! queues its events in the database (an outbox) and the running gateway moves
+//! them into the chain.
 
 use std::time::Duration;
 
 use vestibule_audit::{Action, AuditEvent, AuditHandle, Outcome};
+use vestibule_metrics::Metrics;
 use vestibule_store::Store;
 
+use crate::changes::AdminChange;
 use crate::cli::{
     BreakglassCommand, CaCommand, Command, LockCommand, MfaCommand, RequestCommand, RoleCommand,
     SessionsCommand, TargetCommand, UserCommand,
@@ -47,8 +50,14 @@ pub fn operator() -> String {
     format!("cli:{user}")
 }
 
-/// Queue the audit event for a command that succeeded (or failed, with why).
-pub async fn record(store: &Store, action: Action, outcome: Result<(), String>) {
+/// Queue the audit event for a command that succeeded (or failed, with why),
+/// with the state of the object it changed before and after it ran.
+pub async fn record(
+    store: &Store,
+    action: Action,
+    change: Option<AdminChange>,
+    outcome: Result<(), String>,
+) {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut event = AuditEvent::new(
         action,
@@ -60,10 +69,54 @@ pub async fn record(store: &Store, action: Action, outcome: Result<(), String>) 
     )
     .user(operator())
     .detail("command", argv.join(" "));
+    if let Some(change) = change {
+        event = event
+            .detail(
+                "object",
+                format!("{}:{}", change.object_type, change.object_id),
+            )
+            .detail("object_type", change.object_type)
+            .detail("object_id", change.object_id)
+            .change(change.before, change.after);
+    }
     if let Err(reason) = outcome {
         event = event.reason(reason);
     }
-    match serde_json::to_string(&event) {
+    queue(store, &event).await;
+}
+
+/// A recording read back by the CLI (`play`, `recordings export`, `sessions
+/// watch`): queued like an admin change, and counted by the gateway's
+/// replay metric when it moves the event into the chain.
+pub async fn record_replay(
+    store: &Store,
+    operation: &str,
+    requested: &str,
+    found: Option<(&str, &str)>,
+    outcome: Result<(), String>,
+) {
+    let mut event = AuditEvent::new(
+        Action::RecordingReplay,
+        if outcome.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
+    )
+    .user(operator())
+    .detail("operation", operation)
+    .detail("requested", requested);
+    if let Some((recording, session)) = found {
+        event = event.detail("recording_id", recording).session(session);
+    }
+    if let Err(reason) = outcome {
+        event = event.reason(reason);
+    }
+    queue(store, &event).await;
+}
+
+async fn queue(store: &Store, event: &AuditEvent) {
+    match serde_json::to_string(event) {
         Ok(json) => {
             if let Err(error) = store.outbox_push(&json).await {
                 eprintln!("vestibule: warning: cannot queue the audit record: {error}");
@@ -74,8 +127,8 @@ pub async fn record(store: &Store, action: Action, outcome: Result<(), String>) 
 }
 
 /// Move queued CLI events into the audit chain, oldest first, for the life of
-/// the gateway.
-pub async fn drain(store: Store, audit: AuditHandle) {
+/// the gateway. Replays are counted here: the CLI has no metrics endpoint.
+pub async fn drain(store: Store, audit: AuditHandle, metrics: Metrics) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
@@ -100,10 +153,16 @@ pub async fn drain(store: Store, audit: AuditHandle) {
                         .detail("raw", json.as_str())
                 }
             };
+            let replay = (*event.action() == Action::RecordingReplay)
+                .then(|| event.outcome() == Outcome::Success);
             if let Err(error) = audit.append(event).await {
                 tracing::error!(%error, "cannot move CLI events into the audit trail");
                 durable = false;
                 break;
+            }
+            // Counted when durable: the metric then agrees with the trail.
+            if let Some(success) = replay {
+                metrics.replay_retrieval(success);
             }
         }
         if durable && let Err(error) = store.outbox_done(last).await {

@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use vestibule_authz::{Authorizer, CedarEngine, PolicyDir, PolicyError};
+use vestibule_audit::{Action, AuditEvent, AuditHandle, Level, Outcome};
+use vestibule_authz::{
+    Authorizer, CedarEngine, PolicyDir, PolicyError, ReloadObserver, ReloadReport, ReloadTrigger,
+};
 use vestibule_ca::{CaKind, LiveKeyring};
 use vestibule_gateway::{EventSink, Gateway, GatewaySettings, events};
 
@@ -35,6 +38,8 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    // Checked before anything starts, so a bad token file stops nothing half-way.
+    let metrics_token = metrics_token(&dir, &config)?;
     dir.ensure_policies()?;
     let policies = Arc::new(open_policies(&dir)?);
     tokio::spawn(reload_on_hangup(policies.clone()));
@@ -75,7 +80,17 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         events.clone(),
         identity.limiter.clone(),
     ));
-    tokio::spawn(crate::outbox::drain(store.clone(), audit.handle.clone()));
+    tokio::spawn(crate::outbox::drain(
+        store.clone(),
+        audit.handle.clone(),
+        metrics.clone(),
+    ));
+    audit.handle.record(configuration_read(&dir));
+    policies.observe_reloads(reload_observer(
+        audit.handle.clone(),
+        metrics.clone(),
+        dir.policies_dir(),
+    ));
     let user_ca = Arc::new(LiveKeyring::open(&dir.ca_root(), CaKind::User)?);
     let sso = config
         .sso
@@ -90,6 +105,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         user_ca.clone(),
         sso.as_ref(),
         metrics.clone(),
+        metrics_token,
         &identity,
         audit.handle.clone(),
     )?;
@@ -155,6 +171,7 @@ fn api_server(
     user_ca: Arc<LiveKeyring>,
     sso: Option<&crate::sso::Sso>,
     metrics: vestibule_metrics::Metrics,
+    metrics_token: Option<vestibule_metrics::BearerToken>,
     identity: &vestibule_gateway::IdentitySettings,
     audit: vestibule_audit::AuditHandle,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
@@ -176,6 +193,7 @@ fn api_server(
         max_login_ttl,
         limiter: identity.limiter.clone(),
         require_mfa: identity.require_mfa,
+        enroll_at_first_login: identity.enroll_at_first_login,
         audit: Some(audit.clone()),
     });
     if let Some(sso) = sso {
@@ -197,7 +215,10 @@ fn api_server(
         );
     }
     // Prometheus scrapes /metrics and /readyz on the same listener.
-    let router = router.merge(vestibule_metrics::metrics_router(metrics));
+    let router = router.merge(vestibule_metrics::metrics_router_with_token(
+        metrics,
+        metrics_token,
+    ));
     Ok(vestibule_api::serve_tls(listener, tls, router))
 }
 
@@ -222,15 +243,117 @@ fn open_policies(dir: &DataDir) -> Result<CedarEngine> {
 }
 
 /// SIGHUP reloads the policy files (they are also reloaded when they change).
+/// `vestibule.toml` is read at start only.
 async fn reload_on_hangup(engine: Arc<CedarEngine>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         return;
     };
     while hangup.recv().await.is_some() {
-        // The engine logs the outcome; a refused set leaves the old one in force.
-        let _ = engine.reload();
+        // The engine reports the outcome to its observer; a refused set
+        // leaves the old one in force.
+        let _ = engine.reload_because(ReloadTrigger::Signal);
     }
+}
+
+/// Each attempt to load the policy files becomes a `config.reload` audit
+/// event and a count in `vestibule_config_reloads_total`. The engine calls
+/// this from a decision's thread, so it only queues (`record` never waits).
+fn reload_observer(
+    audit: AuditHandle,
+    metrics: vestibule_metrics::Metrics,
+    dir: std::path::PathBuf,
+) -> ReloadObserver {
+    Arc::new(move |report: &ReloadReport| {
+        metrics.config_reload(report.succeeded());
+        audit.record(reload_event(report, &dir));
+    })
+}
+
+fn reload_event(report: &ReloadReport, dir: &std::path::Path) -> AuditEvent {
+    let info = &report.in_force;
+    let outcome = if report.succeeded() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let mut event = AuditEvent::new(Action::ConfigReload, outcome)
+        .user("vestibule")
+        .detail("what", "policies")
+        .detail("path", dir.display().to_string())
+        .detail("trigger", report.trigger.as_str())
+        .detail("policies", info.policies)
+        .detail("files", info.files)
+        .detail("sha256", info.sha256.as_str());
+    if let Some(failure) = &report.failure {
+        let problems: Vec<serde_json::Value> = failure
+            .problems
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "file": p.file.display().to_string(),
+                    "line": p.line,
+                    "column": p.column,
+                    "message": p.message,
+                    "at": p.to_string(),
+                })
+            })
+            .collect();
+        event = event
+            .level(Level::Warning)
+            .reason(format!(
+                "policy files refused; the previous set stays in force: {}",
+                failure.message
+            ))
+            .detail("previous_kept", true)
+            .detail("problems", problems);
+    }
+    event
+}
+
+/// `vestibule.toml` as `serve` read it at start (it is not re-read while the
+/// gateway runs), so the trail shows when the configuration changed between
+/// starts.
+fn configuration_read(dir: &DataDir) -> AuditEvent {
+    use sha2::{Digest, Sha256};
+    let path = dir.config_path();
+    let event = AuditEvent::new(Action::ConfigReload, Outcome::Success)
+        .user("vestibule")
+        .detail("what", "configuration")
+        .detail("path", path.display().to_string())
+        .detail("trigger", ReloadTrigger::Startup.as_str());
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let digest: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            event.detail("sha256", digest)
+        }
+        // Already parsed moments ago; a failure now changes nothing that runs.
+        Err(error) => event.detail("unreadable", error.to_string()),
+    }
+}
+
+/// `[metrics] bearer_token_file`, read once at start. The file must be
+/// private like a key: anyone who reads it can scrape the metrics.
+fn metrics_token(
+    dir: &DataDir,
+    config: &crate::config::Config,
+) -> Result<Option<vestibule_metrics::BearerToken>> {
+    let Some(file) = &config.metrics.bearer_token_file else {
+        return Ok(None);
+    };
+    let path = dir.resolve(file);
+    crate::datadir::require_private(&path)?;
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read metrics.bearer_token_file {}", path.display())
+        })?);
+    let token = vestibule_metrics::BearerToken::new(&text)
+        .with_context(|| format!("metrics.bearer_token_file {} is empty", path.display()))?;
+    println!("/metrics requires the bearer token in {}", path.display());
+    Ok(Some(token))
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

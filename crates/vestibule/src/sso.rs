@@ -43,6 +43,17 @@ pub struct SsoConfig {
     /// PEM roots for the IdP's TLS certificate (default: the system's).
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// `amr` values (RFC 8176) in the id_token that make a single sign-on
+    /// count as multi-factor (satisfying require_mfa; policy `context.mfa`).
+    #[serde(default = "default_mfa_amr_values")]
+    pub mfa_amr_values: Vec<String>,
+}
+
+fn default_mfa_amr_values() -> Vec<String> {
+    vestibule_sso::DEFAULT_MFA_AMR_VALUES
+        .iter()
+        .map(|v| (*v).to_owned())
+        .collect()
 }
 
 impl std::fmt::Debug for SsoConfig {
@@ -155,6 +166,7 @@ impl Sso {
             redirect_url: format!("{base_url}/auth/callback"),
             http_timeout: Duration::from_secs(config.http_timeout_secs),
             ca_file: config.ca_file.as_deref().map(|f| dir.resolve(f)),
+            mfa_amr_values: config.mfa_amr_values.clone(),
         })?;
         Ok(Self {
             client: Arc::new(client),
@@ -185,6 +197,9 @@ mod tests {
             parse("client_secret_file = \"sso_secret\"\n[groups_to_roles]\nops = [\"operators\"]");
         config.validate().unwrap();
         assert_eq!(config.username_claim, "preferred_username");
+        assert!(config.mfa_amr_values.contains(&"mfa".to_owned()));
+        let strict = parse("client_secret = \"x\"\nmfa_amr_values = [\"hwk\"]");
+        assert_eq!(strict.mfa_amr_values, vec!["hwk".to_owned()]);
         assert_eq!(config.groups_to_roles["ops"], vec!["operators".to_string()]);
         let both = parse("client_secret_file = \"f\"\nclient_secret = \"x\"");
         assert!(both.validate().is_err());

@@ -1,6 +1,7 @@
 //! End-to-end: TOTP after the first factor over keyboard-interactive (driven
 //! through the real `ssh` with `expect`), replayed and wrong codes, lockout after
-//! repeated bad passwords, and break-glass tokens that work exactly once.
+//! repeated bad passwords, and break-glass tokens that work exactly once; the
+//! same over HTTPS (`vestibule login`), and enrolment at first login.
 
 mod common;
 
@@ -8,105 +9,8 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
+use common::identity::*;
 use common::{Client, Run, World, run, wait_until};
-
-const PASSWORD: &str = "correct horse battery staple";
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn add_password_user(w: &World, name: &str) -> Client {
-    let out = w.gw.cli_with_stdin(
-        &["user", "add", name, "--password-stdin"],
-        format!("{PASSWORD}\n").as_bytes(),
-    );
-    assert!(out.success(), "user add failed:\n{out}");
-    w.grant("ops", name);
-    Client::with_password(name)
-}
-
-/// `ssh` with the client's key, answering the "Verification code: " prompt
-/// with `code` (expect exits with ssh's status; 99 when no prompt came).
-fn ssh_with_code(client: &Client, port: u16, user: &str, code: &str, command: &str) -> Run {
-    let script = format!(
-        r#"set timeout 20
-spawn ssh -F {config} -o LogLevel=INFO -o BatchMode=no -o PreferredAuthentications=publickey,keyboard-interactive -o NumberOfPasswordPrompts=1 -p {port} {user}@127.0.0.1 -- {command}
-expect {{
-    "Verification code: " {{ send "{code}\r" }}
-    timeout {{ exit 98 }}
-    eof {{ exit 99 }}
-}}
-expect eof
-catch wait result
-exit [lindex $result 3]
-"#,
-        config = client.config.display(),
-    );
-    run(Command::new("expect").arg("-c").arg(script), TIMEOUT)
-}
-
-fn now_step() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    vestibule_identity::totp::step_of(now)
-}
-
-fn enroll(w: &World, name: &str) -> String {
-    let out = w.gw.cli_ok(&["user", "mfa", "enroll", name]);
-    let text = out.stdout_str();
-    assert!(text.contains("otpauth://totp/Vestibule:"), "{out}");
-    // The QR code is drawn with half blocks.
-    assert!(text.contains('▀') || text.contains('▄'), "{out}");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Secret (to type in by hand): "))
-        .expect("secret line")
-        .trim()
-        .to_owned()
-}
-
-fn search(w: &World, kind: &str) -> Vec<serde_json::Value> {
-    let out = w.gw.cli_ok(&["audit", "search", "--type", kind, "--json"]);
-    out.stdout_str()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn found(w: &World, kind: &str, needle: &str) -> Vec<serde_json::Value> {
-    wait_until(Duration::from_secs(15), || {
-        let events: Vec<_> = search(w, kind)
-            .into_iter()
-            .filter(|e| e.to_string().contains(needle))
-            .collect();
-        (!events.is_empty()).then_some(events)
-    })
-    .unwrap_or_else(|| panic!("no {kind} audit event with {needle}"))
-}
-
-/// Replace `key = ...` in `[identity]` of the data dir's vestibule.toml.
-fn set_identity(w: &World, settings: &[(&str, &str)]) {
-    let path = w.gw.data_dir().join("vestibule.toml");
-    let text = fs::read_to_string(&path).unwrap();
-    let mut section = String::new();
-    let out: Vec<String> = text
-        .lines()
-        .map(|line| {
-            if line.starts_with('[') {
-                section = line.to_owned();
-            }
-            if section == "[identity]" {
-                for (key, value) in settings {
-                    if line.starts_with(&format!("{key} =")) {
-                        return format!("{key} = {value}");
-                    }
-                }
-            }
-            line.to_owned()
-        })
-        .collect();
-    fs::write(&path, out.join("\n") + "\n").unwrap();
-}
 
 #[test]
 fn totp_is_asked_after_the_key_and_a_code_works_once() {
@@ -147,7 +51,10 @@ fn totp_is_asked_after_the_key_and_a_code_works_once() {
 #[test]
 fn require_mfa_refuses_people_not_enrolled() {
     let mut w = World::new();
-    set_identity(&w, &[("require_mfa", "true")]);
+    set_identity(
+        &w,
+        &[("require_mfa", "true"), ("enroll_at_first_login", "false")],
+    );
     w.gw.restart();
     w.exec("alice:web1", "true").assert_auth_denied();
     found(&w, "authentication.failure", "none is enrolled");
@@ -254,38 +161,6 @@ fn enrolled_totp_also_applies_after_a_password() {
     enroll(&w, "carol");
     // The password alone no longer lets carol in.
     common::sshpass_exec(&carol, w.gw.port, "carol:web1", PASSWORD, "true").assert_auth_denied();
-}
-
-/// The HTTPS address and TLS fingerprint `serve` printed.
-fn https_endpoint(w: &World) -> (String, String) {
-    let stdout_log = w.gw.data_dir().parent().unwrap().join("gateway.stdout");
-    let line = wait_until(TIMEOUT, || {
-        fs::read_to_string(&stdout_log)
-            .ok()?
-            .lines()
-            .find(|l| l.contains("HTTPS listening on "))
-            .map(str::to_owned)
-    })
-    .expect("serve never printed its HTTPS line");
-    let rest = line.split_once("HTTPS listening on ").unwrap().1;
-    let address = rest.split_whitespace().next().unwrap().to_owned();
-    let fingerprint = rest
-        .split_once("TLS certificate ")
-        .map(|(_, f)| f.trim_end_matches(')').to_owned())
-        .unwrap();
-    (address, fingerprint)
-}
-
-/// `vestibule login` as `user` with `stdin` (password, then maybe a code).
-fn login(w: &World, home: &std::path::Path, user: &str, stdin: &str, extra: &[&str]) -> Run {
-    let (address, fingerprint) = https_endpoint(w);
-    let mut cmd = Command::new(common::vestibule_bin());
-    cmd.args(["login", "--proxy", &address, "--user", user])
-        .args(["--fingerprint", &fingerprint])
-        .args(extra)
-        .env("HOME", home)
-        .env_remove("SSH_AUTH_SOCK");
-    common::run_with_stdin(&mut cmd, stdin.as_bytes().to_vec(), TIMEOUT)
 }
 
 #[test]
@@ -451,4 +326,233 @@ fn policy_sees_mfa_and_break_glass() {
             .contains("break-glass sessions may not reach production"),
         "{refused}"
     );
+}
+
+#[test]
+fn a_person_without_a_factor_enrols_at_first_ssh_login() {
+    let mut w = World::new();
+    set_identity(&w, &[("require_mfa", "true")]);
+    w.gw.restart();
+    // A wrong code: refused, and nothing is stored.
+    let (refused, first) = ssh_enrolling(&w.alice, w.gw.port, "alice:web1", wrong_code);
+    assert_eq!(refused.code(), Some(255), "{refused}");
+    assert!(
+        refused
+            .stdout_str()
+            .contains("otpauth://totp/Vestibule:alice?"),
+        "{refused}"
+    );
+    found(&w, "authentication.failure", "while enrolling");
+    // The next login is offered a new secret: the first was never stored.
+    let (ok, second) = ssh_enrolling(&w.alice, w.gw.port, "alice:web1", |secret| {
+        vestibule_identity::totp::code_at(secret, now_step()).unwrap()
+    });
+    assert_ne!(first, second);
+    assert_eq!(ok.code(), Some(0), "{ok}");
+    assert!(ok.stdout_str().contains("enrolled-in"), "{ok}");
+    let enrolled = found(&w, "mfa.enroll", "alice");
+    assert_eq!(
+        enrolled[0]["event"]["source"]["ip"], "127.0.0.1",
+        "{enrolled:?}"
+    );
+    found(&w, "authentication.success", "publickey+totp");
+    // Enrolled now: the usual prompt, no new offer.
+    let asked = ssh_with_code(
+        &w.alice,
+        w.gw.port,
+        "alice:web1",
+        &wrong_code(&second),
+        "true",
+    );
+    assert_eq!(asked.code(), Some(255), "{asked}");
+    assert!(!asked.stdout_str().contains("otpauth://"), "{asked}");
+    // The secret is sealed at rest: not in the database files; the key is 0600.
+    let data = w.gw.data_dir();
+    for entry in fs::read_dir(&data).unwrap().filter_map(Result::ok) {
+        let bytes = fs::read(entry.path()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(&second),
+            "{} holds the secret",
+            entry.path().display()
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let key = fs::metadata(data.join("keys/mfa_secret_key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn vestibule_login_enrols_at_first_login() {
+    let mut w = World::new();
+    set_identity(&w, &[("require_mfa", "true")]);
+    w.gw.restart();
+    add_password_user(&w, "erin");
+    let home = common::temp_dir();
+    // Password, then an empty line where a code would go: erin has none yet.
+    let (ok, stdout, stderr) = login_enrolling(
+        &w,
+        home.path(),
+        "erin",
+        &format!("{PASSWORD}\n\n"),
+        |secret| vestibule_identity::totp::code_at(secret, now_step()).unwrap(),
+    );
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("otpauth://totp/Vestibule:erin?"),
+        "{stdout}"
+    );
+    assert!(stdout.contains('▀') || stdout.contains('▄'), "{stdout}");
+    let enrolled = found(&w, "mfa.enroll", "erin");
+    assert!(enrolled[0].to_string().contains("https"), "{enrolled:?}");
+    // The certificate counts as both factors.
+    found(&w, "authentication.success", "erin");
+    let keys = home.path().join(".vestibule/keys");
+    let key = fs::read_dir(&keys)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| !p.to_string_lossy().ends_with(".pub"))
+        .unwrap();
+    common::ssh_with_key(w.gw.port, &key, "erin:web1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
+    // Enrolled now: a login without a code is asked for one, not offered another.
+    let again = login(&w, home.path(), "erin", &format!("{PASSWORD}\n"), &[]);
+    assert!(
+        again.stderr_str().contains("verification code is required"),
+        "{again}"
+    );
+    // With enrolment at first login off, the HTTPS login is refused as before.
+    set_identity(&w, &[("enroll_at_first_login", "false")]);
+    w.gw.restart();
+    add_password_user(&w, "frank");
+    let refused = login(&w, home.path(), "frank", &format!("{PASSWORD}\n"), &[]);
+    assert!(
+        refused.stderr_str().contains("none is enrolled"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn breakglass_over_https_works_once_and_not_after_expiry() {
+    let w = World::new();
+    add_password_user(&w, "oncall");
+    let token = issue_token(&w, "oncall", "10m");
+    let home = common::temp_dir();
+    let ok = breakglass_login(&w, home.path(), "oncall", &token);
+    assert!(ok.success(), "{ok}");
+    let used = found(&w, "breakglass.use", "oncall");
+    assert_eq!(used[0]["event"]["log"]["level"], "critical", "{used:?}");
+    assert!(used[0].to_string().contains("https"), "{used:?}");
+    // The certificate lives no longer than the token would have.
+    let listed = w.gw.cli_ok(&["breakglass", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout_str()).unwrap();
+    let expires_at = listed[0]["expires_at"].as_i64().unwrap();
+    let issued = found(&w, "certificate.issue", "oncall");
+    let valid_before = issued
+        .iter()
+        .filter_map(|e| key_named(e, "valid_before").and_then(|v| v.as_i64()))
+        .max()
+        .expect("valid_before");
+    assert!(valid_before <= expires_at, "{valid_before} > {expires_at}");
+    // Its sessions are break-glass sessions.
+    let keys = home.path().join(".vestibule/keys");
+    let key = fs::read_dir(&keys)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| !p.to_string_lossy().ends_with(".pub"))
+        .unwrap();
+    common::ssh_with_key(w.gw.port, &key, "oncall:web1", "whoami")
+        .assert_ok()
+        .assert_stdout("root\n");
+    found(&w, "session.start", "oncall");
+    // Once only, over HTTPS as over SSH.
+    let again = breakglass_login(&w, home.path(), "oncall", &token);
+    assert!(!again.success(), "{again}");
+    assert!(
+        again.stderr_str().contains("invalid credentials"),
+        "{again}"
+    );
+    let ssh_again = common::sshpass_exec(
+        &Client::with_password("oncall"),
+        w.gw.port,
+        "oncall:web1",
+        &token,
+        "true",
+    );
+    ssh_again.assert_auth_denied();
+    // An expired token is refused.
+    let short = issue_token(&w, "oncall", "1s");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let listed = w.gw.cli_ok(&["breakglass", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout_str()).unwrap();
+    let short_expiry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["used_at"].is_null())
+        .filter_map(|t| t["expires_at"].as_i64())
+        .max()
+        .unwrap();
+    wait_until(TIMEOUT, || (now() > short_expiry).then_some(())).unwrap();
+    let expired = breakglass_login(&w, home.path(), "oncall", &short);
+    assert!(!expired.success(), "{expired}");
+    assert!(
+        expired.stderr_str().contains("invalid credentials"),
+        "{expired}"
+    );
+    found(
+        &w,
+        "authentication.failure",
+        "invalid, used or expired break-glass token",
+    );
+}
+
+#[test]
+fn repeated_bad_passwords_to_vestibule_login_lock_out() {
+    let mut w = World::new();
+    set_identity(
+        &w,
+        &[
+            ("max_failures", "3"),
+            ("lockout_secs", "300"),
+            ("backoff_base_ms", "10"),
+        ],
+    );
+    w.gw.restart();
+    add_password_user(&w, "gina");
+    let home = common::temp_dir();
+    let wrong: Vec<Run> = (0..3)
+        .map(|_| login(&w, home.path(), "gina", "not the password\n", &[]))
+        .collect();
+    for run in &wrong {
+        assert!(!run.success(), "{run}");
+    }
+    let wrong_message = wrong[0].stderr_str();
+    assert!(
+        wrong_message.contains("invalid credentials"),
+        "{wrong_message}"
+    );
+    // Locked out: the right password gets exactly the wrong password's answer.
+    let locked = login(&w, home.path(), "gina", &format!("{PASSWORD}\n"), &[]);
+    assert!(!locked.success(), "{locked}");
+    assert_eq!(locked.stderr_str(), wrong_message, "{locked}");
+    let failures = found(&w, "authentication.failure", "locked out");
+    assert_eq!(
+        failures[0]["event"]["source"]["ip"], "127.0.0.1",
+        "{failures:?}"
+    );
+    assert!(failures[0].to_string().contains("https"), "{failures:?}");
+    let bad = found(&w, "authentication.failure", "invalid credentials");
+    assert!(bad.len() >= 3, "{bad:?}");
+    for event in &bad {
+        assert_eq!(event["event"]["source"]["ip"], "127.0.0.1", "{event}");
+    }
 }

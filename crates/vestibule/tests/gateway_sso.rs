@@ -2,448 +2,20 @@
 //! (`oidc-provider` from npm, installed by scripts/oidc-provider.sh and run
 //! from tests/oidc/provider.mjs). The browser is scripted over HTTP: the
 //! gateway's /auth/login, the provider's login and consent forms, the
-//! gateway's /auth/callback. Also `vestibule login --sso` and an IdP outage.
+//! gateway's /auth/callback. Also `vestibule login --sso`, an IdP outage, and
+//! the id_token's `amr` deciding whether a sign-on is multi-factor. The
+//! harness is in `sso_harness/`.
 
 mod common;
+mod sso_harness;
 
-use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    COMMAND_TIMEOUT, ChildGuard, STARTUP_TIMEOUT, World, free_port, run, tail_of, temp_dir,
-};
+use common::{COMMAND_TIMEOUT, run, tail_of, temp_dir};
 use reqwest::Url;
-
-const CLIENT_SECRET: &str = "test-client-secret";
-
-/// The installed provider package, or `None` (the test is skipped) when
-/// scripts/oidc-provider.sh has not run or node is missing.
-fn provider_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/oidc-provider");
-    let installed = dir.join("node_modules/oidc-provider/package.json").exists();
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if installed && node {
-        Some(dir)
-    } else {
-        eprintln!(
-            "\n*** NOTICE: oidc-provider or node not installed (scripts/oidc-provider.sh); SSO test SKIPPED ***\n"
-        );
-        None
-    }
-}
-
-/// Spawn `cmd` with stdout piped; lines go to `log` and to the returned channel.
-fn spawn_reading(cmd: &mut Command, log: &Path) -> (ChildGuard, mpsc::Receiver<String>) {
-    let stderr = fs::File::create(log.with_extension("stderr")).expect("stderr log");
-    let mut child = ChildGuard::spawn(cmd, Stdio::piped(), Stdio::from(stderr));
-    let stdout = child.take_stdout();
-    let (tx, rx) = mpsc::channel();
-    let log = log.to_owned();
-    thread::spawn(move || {
-        let mut file = fs::File::create(&log).expect("stdout log");
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            use std::io::Write;
-            let _ = writeln!(file, "{line}");
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return Some(line),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
-/// A World whose gateway serves single sign-on against a running provider.
-struct SsoWorld {
-    // Drop order: our gateway, then the provider, then the World.
-    serve: ChildGuard,
-    provider: Option<ChildGuard>,
-    logs: tempfile::TempDir,
-    w: World,
-    https: u16,
-    ssh: u16,
-    fingerprint: String,
-    idp: u16,
-}
-
-impl Drop for SsoWorld {
-    fn drop(&mut self) {
-        self.serve.kill();
-        if let Some(provider) = &mut self.provider {
-            provider.kill();
-        }
-        if thread::panicking() {
-            for name in [
-                "serve.stdout",
-                "serve.stderr",
-                "provider.stdout",
-                "provider.stderr",
-            ] {
-                eprintln!(
-                    "---- {name} (tail) ----\n{}",
-                    tail_of(&self.logs.path().join(name), 6000)
-                );
-            }
-        }
-    }
-}
-
-impl SsoWorld {
-    fn start(dir: &Path) -> Self {
-        let mut w = World::new();
-        w.gw.stop();
-        w.add_role("sso-ops", "*", "root", false);
-        w.add_role("sso-dev", "*", "root", false);
-        let (https, idp) = (free_port(), free_port());
-        let data = w.gw.data_dir();
-        let secret = data.join("sso_client_secret");
-        fs::write(&secret, format!("{CLIENT_SECRET}\n")).expect("secret");
-        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
-        let config = data.join("vestibule.toml");
-        let mut text = fs::read_to_string(&config).expect("config");
-        text.push_str(&format!(
-            "\n[sso]\nissuer = \"http://127.0.0.1:{idp}\"\nclient_id = \"vestibule\"\n\
-             client_secret_file = \"sso_client_secret\"\nbase_url = \"https://127.0.0.1:{https}\"\n\
-             auto_provision = true\nhttp_timeout_secs = 3\napproval_timeout_secs = 60\n\
-             [sso.groups_to_roles]\nops = [\"sso-ops\"]\ndev = [\"sso-dev\"]\n"
-        ));
-        fs::write(&config, text).expect("config");
-
-        let logs = temp_dir();
-        let mut node = Command::new("node");
-        node.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/provider.mjs"))
-            .env("OIDC_PROVIDER_DIR", dir)
-            .env("OIDC_PORT", idp.to_string())
-            .env(
-                "OIDC_REDIRECT_URI",
-                format!("https://127.0.0.1:{https}/auth/callback"),
-            )
-            .env("OIDC_CLIENT_SECRET", CLIENT_SECRET);
-        let (provider, provider_out) =
-            spawn_reading(&mut node, &logs.path().join("provider.stdout"));
-        let listening = wait_line(&provider_out, "listening on", STARTUP_TIMEOUT);
-        assert!(
-            listening.is_some(),
-            "the provider did not start: {}",
-            tail_of(&logs.path().join("provider.stderr"), 4000)
-        );
-
-        let mut cmd = Command::new(common::vestibule_bin());
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--ssh-listen", "127.0.0.1:0"])
-            .args(["--http-listen", &format!("127.0.0.1:{https}")]);
-        let (serve, out) = spawn_reading(&mut cmd, &logs.path().join("serve.stdout"));
-        let https_line =
-            wait_line(&out, "HTTPS listening on ", STARTUP_TIMEOUT).unwrap_or_else(|| {
-                panic!(
-                    "serve did not start:\n{}",
-                    tail_of(&logs.path().join("serve.stderr"), 4000)
-                )
-            });
-        let fingerprint = https_line
-            .split_once("TLS certificate ")
-            .map(|(_, f)| f.trim_end_matches(')').to_owned())
-            .expect("fingerprint");
-        let ssh_line = wait_line(&out, "SSH listening on ", STARTUP_TIMEOUT).expect("SSH line");
-        let ssh = common::parse_listen_port(&ssh_line).expect("SSH port");
-        // Keep draining serve's stdout.
-        thread::spawn(move || while out.recv().is_ok() {});
-        Self {
-            serve,
-            provider: Some(provider),
-            logs,
-            w,
-            https,
-            ssh,
-            fingerprint,
-            idp,
-        }
-    }
-
-    fn url(&self, path: &str) -> Url {
-        Url::parse(&format!("https://127.0.0.1:{}{path}", self.https)).expect("url")
-    }
-
-    fn roles_of(&self, user: &str) -> Vec<String> {
-        let users = self.w.gw.list_json("user");
-        let found = users
-            .as_array()
-            .expect("user list")
-            .iter()
-            .find(|u| u["name"] == user)
-            .unwrap_or_else(|| panic!("no user {user} in {users}"));
-        found["roles"]
-            .as_array()
-            .expect("roles")
-            .iter()
-            .filter_map(|r| r.as_str().map(str::to_owned))
-            .collect()
-    }
-}
-
-/// The gateway's test certificate is self-signed; these tests check SSO, not TLS.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-struct Page {
-    status: u16,
-    url: Url,
-    body: String,
-    /// The last gateway /auth/callback URL visited, if any.
-    callback: Option<Url>,
-}
-
-/// A scripted browser: follows redirects itself and keeps cookies per origin.
-struct Browser {
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
-    cookies: HashMap<String, HashMap<String, String>>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("tls versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let http = {
-            let _inside = rt.enter();
-            reqwest::Client::builder()
-                .use_preconfigured_tls(tls)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("client")
-        };
-        Self {
-            rt,
-            http,
-            cookies: HashMap::new(),
-        }
-    }
-
-    fn origin(url: &Url) -> String {
-        format!(
-            "{}:{}",
-            url.host_str().unwrap_or(""),
-            url.port_or_known_default().unwrap_or(0)
-        )
-    }
-
-    /// One request; returns status, Location and body.
-    fn send(&mut self, url: &Url, form: Option<&[(&str, &str)]>) -> (u16, Option<String>, String) {
-        let jar = self.cookies.entry(Self::origin(url)).or_default();
-        let cookie = jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut request = match form {
-            Some(fields) => {
-                let body = fields
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", encode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                self.http
-                    .post(url.clone())
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body)
-            }
-            None => self.http.get(url.clone()),
-        };
-        if !cookie.is_empty() {
-            request = request.header("cookie", cookie);
-        }
-        let response = self
-            .rt
-            .block_on(async { request.send().await })
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        let status = response.status().as_u16();
-        for set in response.headers().get_all("set-cookie") {
-            let Ok(set) = set.to_str() else { continue };
-            let first = set.split(';').next().unwrap_or("");
-            let Some((name, value)) = first.split_once('=') else {
-                continue;
-            };
-            let lower = set.to_ascii_lowercase();
-            let gone = value.is_empty() || lower.contains("max-age=0") || lower.contains("1970");
-            if gone {
-                jar_remove(&mut self.cookies, url, name);
-            } else {
-                self.cookies
-                    .entry(Self::origin(url))
-                    .or_default()
-                    .insert(name.trim().to_owned(), value.to_owned());
-            }
-        }
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned);
-        let body = self
-            .rt
-            .block_on(async { response.text().await })
-            .unwrap_or_default();
-        (status, location, body)
-    }
-
-    /// Go to `url` (POSTing `form` there first), following redirects; `tamper`
-    /// may rewrite each redirect target.
-    fn navigate(
-        &mut self,
-        mut url: Url,
-        form: Option<&[(&str, &str)]>,
-        tamper: &dyn Fn(Url) -> Url,
-    ) -> Page {
-        let mut form = form;
-        let mut callback = None;
-        for _ in 0..20 {
-            if url.path() == "/auth/callback" {
-                callback = Some(url.clone());
-            }
-            let (status, location, body) = self.send(&url, form);
-            form = None;
-            match location {
-                Some(location) if (300..400).contains(&status) => {
-                    url = tamper(url.join(&location).expect("redirect URL"));
-                }
-                _ => {
-                    return Page {
-                        status,
-                        url,
-                        body,
-                        callback,
-                    };
-                }
-            }
-        }
-        panic!("too many redirects at {url}");
-    }
-
-    /// Start at `start` and log in at the provider as `user` (login and consent
-    /// forms), until a page outside the provider.
-    fn sso(&mut self, start: Url, user: &str, idp: u16, tamper: &dyn Fn(Url) -> Url) -> Page {
-        let mut page = self.navigate(start, None, tamper);
-        for _ in 0..6 {
-            let at_idp =
-                page.url.port() == Some(idp) && page.url.path().starts_with("/interaction/");
-            if !at_idp {
-                return page;
-            }
-            let url = page.url.clone();
-            page = if page.body.contains("name=\"login\"") {
-                self.navigate(
-                    url,
-                    Some(&[("prompt", "login"), ("login", user), ("password", "x")]),
-                    tamper,
-                )
-            } else if page.body.contains("value=\"consent\"") {
-                self.navigate(url, Some(&[("prompt", "consent")]), tamper)
-            } else {
-                panic!("unexpected provider page {url}:\n{}", page.body);
-            };
-        }
-        page
-    }
-}
-
-fn jar_remove(cookies: &mut HashMap<String, HashMap<String, String>>, url: &Url, name: &str) {
-    if let Some(jar) = cookies.get_mut(&Browser::origin(url)) {
-        jar.remove(name.trim());
-    }
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn no_tamper(url: Url) -> Url {
-    url
-}
+use sso_harness::*;
 
 #[test]
 fn web_login_maps_groups_to_roles_and_refuses_bad_state_and_nonce() {
@@ -544,28 +116,6 @@ fn web_login_maps_groups_to_roles_and_refuses_bad_state_and_nonce() {
     assert!(!log.contains(CLIENT_SECRET), "{log}");
 }
 
-/// `vestibule login --sso` as a child process; its first line is the link.
-fn spawn_cli_login(s: &SsoWorld, home: &Path, user: &str) -> (ChildGuard, mpsc::Receiver<String>) {
-    let mut cmd = Command::new(common::vestibule_bin());
-    cmd.args(["login", "--sso", "--proxy"])
-        .arg(format!("127.0.0.1:{}", s.https))
-        .args(["--user", user, "--fingerprint", &s.fingerprint])
-        .env("HOME", home)
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY");
-    spawn_reading(&mut cmd, &home.join(format!("login-{user}.stdout")))
-}
-
-fn link_of(rx: &mpsc::Receiver<String>) -> Url {
-    let line = wait_line(rx, "to log in", COMMAND_TIMEOUT).expect("the login link");
-    let link = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .expect("a link");
-    Url::parse(link).expect("link URL")
-}
-
 #[test]
 fn cli_login_by_sso_then_an_idp_outage_names_break_glass() {
     let Some(dir) = provider_dir() else { return };
@@ -655,30 +205,8 @@ fn ssh_login_by_sso_goes_on_once_the_browser_side_completes() {
     let Some(dir) = provider_dir() else { return };
     let mut s = SsoWorld::start(&dir);
     let home = temp_dir();
-    let known = home.path().join("known_hosts");
-    // No key the gateway knows: the client falls to keyboard-interactive, which
-    // shows the link on stderr (merged into stdout here) and waits.
-    let line = format!(
-        "ssh -F /dev/null -o BatchMode=no -o PreferredAuthentications=keyboard-interactive \
-         -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={} -o LogLevel=INFO \
-         -p {} alice:web1@127.0.0.1 'echo sso-ssh-ok' 2>&1 </dev/null",
-        known.display(),
-        s.ssh
-    );
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(&line);
-    let (mut ssh, out) = spawn_reading(&mut cmd, &home.path().join("ssh.stdout"));
-    let link_line = wait_line(&out, "/auth/approve/", COMMAND_TIMEOUT).unwrap_or_else(|| {
-        panic!(
-            "ssh never showed the link:\n{}",
-            tail_of(&home.path().join("ssh.stdout"), 4000)
-        )
-    });
-    let link = link_line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .and_then(|l| Url::parse(l).ok())
-        .expect("a link");
+    let (line, mut ssh, out) = ssh_by_sso(&s, home.path(), "echo sso-ssh-ok");
+    let link = ssh_link(&out, home.path());
     let page = Browser::new().sso(link, "alice", s.idp, &no_tamper);
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
@@ -708,4 +236,101 @@ fn ssh_login_by_sso_goes_on_once_the_browser_side_completes() {
         said.contains("single sign-on is unavailable") && said.contains("break"),
         "{said}"
     );
+}
+
+#[test]
+fn a_multi_factor_sso_satisfies_require_mfa_and_a_single_factor_one_does_not() {
+    let Some(dir) = provider_dir() else { return };
+    let s = SsoWorld::start_with(&dir, true);
+    let set_amr = |amr: &str| {
+        let url = Url::parse(&format!(
+            "http://127.0.0.1:{}/test/set-amr?user=alice&amr={amr}",
+            s.idp
+        ))
+        .expect("url");
+        assert_eq!(Browser::new().send(&url, None).0, 200);
+    };
+    // The IdP says a password and a one-time code: both factors.
+    set_amr("pwd,otp");
+    let home = temp_dir();
+    let key = sso_cli_login(&s, home.path());
+    let cert = fs::read_to_string(format!("{}-cert.pub", key.display())).expect("certificate");
+    let inspected = run(
+        Command::new("ssh-keygen")
+            .args(["-L", "-f"])
+            .arg(format!("{}-cert.pub", key.display())),
+        COMMAND_TIMEOUT,
+    );
+    assert!(
+        inspected.stdout_str().contains("vestibule:alice:sso+mfa"),
+        "{cert}\n{inspected}"
+    );
+    let ok = common::ssh_with_key(s.ssh, &key, "alice:web1", "echo mfa-ok");
+    assert!(ok.success() && ok.stdout_str().contains("mfa-ok"), "{ok}");
+
+    // A password only: the certificate is one factor, so with require_mfa a
+    // key-only (BatchMode) login cannot finish; the code is still due.
+    set_amr("pwd");
+    let home = temp_dir();
+    let key = sso_cli_login(&s, home.path());
+    let inspected = run(
+        Command::new("ssh-keygen")
+            .args(["-L", "-f"])
+            .arg(format!("{}-cert.pub", key.display())),
+        COMMAND_TIMEOUT,
+    );
+    assert!(
+        inspected
+            .stdout_str()
+            .contains("Key ID: \"vestibule:alice:sso\""),
+        "{inspected}"
+    );
+    common::ssh_with_key(s.ssh, &key, "alice:web1", "true").assert_auth_denied();
+
+    // Over SSH the same: a multi-factor sign-on lets alice in...
+    set_amr("pwd,otp");
+    let home = temp_dir();
+    let (_, mut ssh, out) = ssh_by_sso(&s, home.path(), "echo sso-mfa-ok");
+    let page = Browser::new().sso(ssh_link(&out, home.path()), "alice", s.idp, &no_tamper);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        wait_line(&out, "sso-mfa-ok", COMMAND_TIMEOUT).is_some(),
+        "{}",
+        tail_of(&home.path().join("ssh.stdout"), 4000)
+    );
+    assert!(
+        ssh.wait_timeout(COMMAND_TIMEOUT)
+            .expect("ssh ends")
+            .success()
+    );
+    let audited = common::wait_until(COMMAND_TIMEOUT, || {
+        let out = s.w.gw.cli_ok(&[
+            "audit",
+            "search",
+            "--type",
+            "authentication.success",
+            "--json",
+        ]);
+        out.stdout_str().contains("\"sso+mfa\"").then_some(())
+    });
+    assert!(audited.is_some(), "no authentication.success with sso+mfa");
+    // ...and a single-factor one goes on to the second factor (alice has
+    // none, so she is offered one; without a terminal ssh cannot answer).
+    set_amr("pwd");
+    let home = temp_dir();
+    let (_, mut ssh, out) = ssh_by_sso(&s, home.path(), "echo never");
+    let page = Browser::new().sso(ssh_link(&out, home.path()), "alice", s.idp, &no_tamper);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        wait_line(&out, "otpauth://totp/Vestibule:alice", COMMAND_TIMEOUT).is_some(),
+        "{}",
+        tail_of(&home.path().join("ssh.stdout"), 4000)
+    );
+    assert!(
+        !ssh.wait_timeout(COMMAND_TIMEOUT)
+            .expect("ssh ends")
+            .success()
+    );
+    let said = fs::read_to_string(home.path().join("ssh.stdout")).unwrap_or_default();
+    assert!(!said.contains("never"), "{said}");
 }

@@ -1,5 +1,6 @@
-//! The second factor (TOTP by keyboard-interactive after a first factor),
-//! brute-force limits on guessable secrets, and break-glass tokens.
+//! The second factor (TOTP by keyboard-interactive after a first factor, and
+//! enrolling one at first login), brute-force limits on guessable secrets, and
+//! break-glass tokens.
 //!
 //! To the client, an unknown user, a wrong secret and a lockout look the same: a
 //! plain rejection. The reasons go to the audit trail only.
@@ -24,6 +25,7 @@ fn with_totp(first: &'static str) -> &'static str {
         "publickey" => "publickey+totp",
         "password" => "password+totp",
         "certificate" => "certificate+totp",
+        "sso" => "sso+totp",
         _ => "totp",
     }
 }
@@ -44,6 +46,23 @@ impl Connection {
         match mfa::enrolled(&settings.store, &request.person).await {
             Ok(true) => {
                 self.pending_second_factor = Some((request, method));
+                Auth::Reject {
+                    proceed_with_methods: Some(MethodSet::from(
+                        &[MethodKind::KeyboardInteractive][..],
+                    )),
+                    partial_success: true,
+                }
+            }
+            Ok(false)
+                if settings.identity.require_mfa && settings.identity.enroll_at_first_login =>
+            {
+                // The first factor is proven, so offering a secret reveals
+                // nothing; it is stored only once a code from it is given.
+                self.enrolling = Some((
+                    request.clone(),
+                    method,
+                    mfa::Enrolment::new(&request.person),
+                ));
                 Auth::Reject {
                     proceed_with_methods: Some(MethodSet::from(
                         &[MethodKind::KeyboardInteractive][..],
@@ -91,7 +110,7 @@ impl Connection {
                         .events
                         .publish(SessionEvent::BreakglassUsed {
                             person: request.person.clone(),
-                            token,
+                            token: token.id,
                             peer: self.peer,
                         });
                     // Break-glass stands in for every factor: it is for when the
@@ -163,6 +182,9 @@ impl Connection {
                 },
             };
         }
+        if self.enrolling.is_some() {
+            return self.enrol(user, response).await;
+        }
         let Some((request, method)) = self.pending_second_factor.clone() else {
             return self.single_sign_on(user, response).await;
         };
@@ -204,6 +226,71 @@ impl Connection {
             Ok(false) => {
                 self.slow_down(&request.person).await;
                 self.fail(user, "totp", "wrong or reused verification code".into())
+            }
+            Err(error) => self.fail(user, "totp", error.to_string()),
+        }
+    }
+}
+
+impl Connection {
+    /// Enrolment at first login: the first round shows the new secret (QR
+    /// code, URI, the secret itself) and asks for a code; a correct code stores
+    /// the secret and completes the login as two factors. A wrong code leaves
+    /// the offer standing, so the client's next round shows the same secret.
+    async fn enrol(&mut self, user: &str, response: Option<Response<'_>>) -> Auth {
+        let Some((request, method, enrolment)) = &self.enrolling else {
+            return Auth::reject();
+        };
+        let (request, method) = (request.clone(), *method);
+        if ConnectionRequest::parse(user).ok().as_ref() != Some(&request) {
+            return self.fail(
+                user,
+                "totp",
+                "user name changed after the first factor".into(),
+            );
+        }
+        let Some(mut response) = response else {
+            return Auth::Partial {
+                name: Cow::Borrowed("Vestibule: set up a second factor"),
+                instructions: Cow::Owned(enrolment.instructions().to_string()),
+                prompts: Cow::Owned(vec![(Cow::Borrowed(CODE_PROMPT), false)]),
+            };
+        };
+        let code = Zeroizing::new(
+            response
+                .next()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+        );
+        let limiter = self.shared.settings.identity.limiter.clone();
+        if let Err(locked) = limiter.check(self.peer_ip(), &request.person) {
+            return self.fail(
+                user,
+                "totp",
+                format!("locked out ({} s left)", locked.remaining.as_secs()),
+            );
+        }
+        match enrolment.confirm(&self.shared.settings.store, &code).await {
+            Ok(true) => {
+                limiter.success(&request.person);
+                self.enrolling = None;
+                self.shared
+                    .settings
+                    .events
+                    .publish(SessionEvent::MfaEnrolled {
+                        person: request.person.clone(),
+                        method,
+                        peer: self.peer,
+                    });
+                self.succeed(request, with_totp(method))
+            }
+            Ok(false) => {
+                self.slow_down(&request.person).await;
+                self.fail(
+                    user,
+                    "totp",
+                    "wrong verification code while enrolling a second factor".into(),
+                )
             }
             Err(error) => self.fail(user, "totp", error.to_string()),
         }

@@ -70,6 +70,13 @@ pub struct Connection {
     /// The first factor passed, but a second factor is required and the
     /// person has none: only the explanation is left to send.
     not_enrolled: Option<String>,
+    /// The first factor passed; the person is enrolling a second factor
+    /// (the secret offered to them is stored only after a correct code).
+    enrolling: Option<(
+        ConnectionRequest,
+        &'static str,
+        vestibule_identity::mfa::Enrolment,
+    )>,
     links: LinkCache,
 }
 
@@ -83,6 +90,7 @@ impl Connection {
             pending_second_factor: None,
             sso: None,
             not_enrolled: None,
+            enrolling: None,
             links: LinkCache::default(),
         }
     }
@@ -106,6 +114,7 @@ impl Connection {
             pending_second_factor: None,
             sso: None,
             not_enrolled: None,
+            enrolling: None,
             links: LinkCache::default(),
         }
     }
@@ -243,6 +252,15 @@ fn certified_with_totp(person: &str, certificate: &Certificate) -> bool {
         )
 }
 
+/// The last part of the key ID of a certificate `vestibule login --sso` issued
+/// after a single sign-on whose `amr` named a second factor.
+pub const SSO_WITH_MFA: &str = "sso+mfa";
+
+/// Whether the CA issued the certificate to this person with this kind of login.
+fn certified_with(person: &str, certificate: &Certificate, kind: &str) -> bool {
+    certificate.key_id() == format!("vestibule:{person}:{kind}")
+}
+
 impl russh::server::Handler for Connection {
     type Error = FrontError;
 
@@ -306,6 +324,15 @@ impl russh::server::Handler for Connection {
                     tracing::debug!(person = %request.person, key_id = certificate.key_id(), serial = certificate.serial(), "certificate accepted");
                     if certified_with_totp(&request.person, certificate) {
                         self.succeed(request, "certificate+totp")
+                    } else if certified_with(&request.person, certificate, SSO_WITH_MFA) {
+                        self.succeed(request, "certificate+mfa")
+                    } else if certified_with(
+                        &request.person,
+                        certificate,
+                        vestibule_identity::breakglass::LOGIN_WITH_BREAKGLASS,
+                    ) {
+                        // Redeemed (and audited as critical) at the HTTPS API.
+                        self.succeed(request, "breakglass")
                     } else {
                         self.first_factor_passed(user, request, "certificate").await
                     }

@@ -64,7 +64,15 @@ impl Connection {
                     return self.fail(user, "sso", "user name changed during sign-on".into());
                 }
                 match sso.wait(&code).await {
-                    Ok(approved) if approved.user == request.person => self.succeed(request, "sso"),
+                    // A sign-on the IdP says was multi-factor counts as both
+                    // factors; any other goes on to the TOTP code like a
+                    // password would (asked when enrolled or required).
+                    Ok(approved) if approved.user == request.person && approved.mfa => {
+                        self.succeed(request, "sso+mfa")
+                    }
+                    Ok(approved) if approved.user == request.person => {
+                        self.first_factor_passed(user, request, "sso").await
+                    }
                     Ok(approved) => self.fail(
                         user,
                         "sso",

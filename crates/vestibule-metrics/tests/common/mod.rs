@@ -73,6 +73,8 @@ pub fn populated() -> Metrics {
     m.time_to_grant(Duration::from_secs(240));
     m.replay_retrieval(true);
     m.replay_failure();
+    m.config_reload(true);
+    m.config_reload(false);
     m.lockout();
     m.breakglass_use();
     m.events_dropped(2);

@@ -11,6 +11,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code)]
 
+pub mod identity;
 pub mod process;
 pub mod tmux;
 
@@ -523,6 +524,11 @@ impl Gateway {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The `vestibule serve` process, for signals such as SIGHUP.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the gateway has logged so far (its stderr).

@@ -26,6 +26,26 @@ impl ChildGuard {
         Self { child, done: false }
     }
 
+    /// Like [`spawn`](Self::spawn), with standard input piped.
+    pub fn spawn_with_stdin(cmd: &mut Command, stdout: Stdio, stderr: Stdio) -> Self {
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        Self { child, done: false }
+    }
+
+    pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+        self.child.stdin.take().expect("stdin was not piped")
+    }
+
+    pub fn take_stderr(&mut self) -> std::process::ChildStderr {
+        self.child.stderr.take().expect("stderr was not piped")
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }

@@ -2,8 +2,9 @@
 // (crates/vestibule/tests/gateway_sso.rs), on the `oidc-provider` npm package
 // that scripts/oidc-provider.sh installs. Test data only: one client, two users
 // (alice in group ops, bob in group dev), the package's development login and
-// consent forms, and GET /test/set-groups?user=NAME&groups=a,b to change a
-// person's groups at the IdP.
+// consent forms, GET /test/set-groups?user=NAME&groups=a,b to change a
+// person's groups at the IdP, and GET /test/set-amr?user=NAME&amr=pwd,otp for
+// the authentication methods (`amr`) their next login reports.
 //
 // Environment: OIDC_PROVIDER_DIR (where the package is installed), OIDC_PORT,
 // OIDC_REDIRECT_URI (the gateway's callback), OIDC_CLIENT_SECRET.
@@ -31,7 +32,8 @@ const provider = new Provider(issuer, {
     response_types: ['code'],
   }],
   claims: {
-    openid: ['sub'],
+    // amr goes with openid, so every id_token carries it when a login set it.
+    openid: ['sub', 'amr'],
     email: ['email', 'email_verified'],
     profile: ['preferred_username'],
     groups: ['groups'],
@@ -45,7 +47,28 @@ const provider = new Provider(issuer, {
   },
 });
 
+// The development login form reports no methods; a person's `amr` is added
+// to the login result, from which the provider puts it in the id_token.
+const interactionFinished = provider.interactionFinished.bind(provider);
+provider.interactionFinished = async (req, res, result, options) => {
+  const amr = result?.login && USERS[result.login.accountId]?.amr;
+  if (amr && amr.length) {
+    result.login.amr = amr;
+  }
+  return interactionFinished(req, res, result, options);
+};
+
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/set-amr') {
+    const user = USERS[ctx.query.user];
+    if (!user) {
+      ctx.status = 404;
+      return;
+    }
+    user.amr = String(ctx.query.amr || '').split(',').filter(Boolean);
+    ctx.body = 'ok\n';
+    return;
+  }
   if (ctx.path === '/test/set-groups') {
     const user = USERS[ctx.query.user];
     if (!user) {
