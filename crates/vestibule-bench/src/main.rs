@@ -49,6 +49,11 @@ struct Args {
     /// run, to measure what recording costs).
     #[arg(long, value_enum, default_value = "both")]
     recording: Recording,
+    /// The one cipher the client offers on every path (e.g.
+    /// `aes128-gcm@openssh.com`); by default OpenSSH's own order, which puts
+    /// chacha20-poly1305 first.
+    #[arg(long)]
+    cipher: Option<String>,
     /// Run only these parts (e.g. `--only bulk` while profiling the gateway).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
@@ -137,7 +142,7 @@ fn main() -> Result<()> {
     }
 
     eprintln!("setting up target sshd, bastion sshd and vestibule...");
-    let world = World::setup(&bin, args.recording)?;
+    let world = World::setup(&bin, args.recording, args.cipher.as_deref())?;
     world.check_paths()?;
     results.paths = world
         .paths

@@ -74,7 +74,13 @@ pub struct World {
 }
 
 impl World {
-    pub fn setup(vestibule_bin: &std::path::Path, recording: Recording) -> Result<Self> {
+    /// `cipher`: the client's only cipher on every path and hop (`Ciphers` in
+    /// its config); `None` leaves OpenSSH's default order.
+    pub fn setup(
+        vestibule_bin: &std::path::Path,
+        recording: Recording,
+        cipher: Option<&str>,
+    ) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("vestibule-bench-")
             .tempdir()
@@ -131,8 +137,9 @@ impl World {
                  \x20 GlobalKnownHostsFile /dev/null\n\
                  \x20 LogLevel ERROR\n\
                  \x20 ControlMaster no\n\
-                 \x20 ControlPath none\n",
-                key = key.display()
+                 \x20 ControlPath none\n{ciphers}",
+                key = key.display(),
+                ciphers = cipher.map_or(String::new(), |c| format!("  Ciphers {c}\n")),
             ),
         )?;
         Ok(Self {
