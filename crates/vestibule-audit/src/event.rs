@@ -35,6 +35,7 @@ pub enum Action {
     ConfigReload,
     MfaEnroll,
     RecordingReplay,
+    RecordingDelete,
     Other(String),
 }
 
@@ -59,6 +60,7 @@ pub const ACTIONS: &[Action] = &[
     Action::ConfigReload,
     Action::MfaEnroll,
     Action::RecordingReplay,
+    Action::RecordingDelete,
 ];
 
 impl Action {
@@ -83,6 +85,7 @@ impl Action {
             Action::ConfigReload => "config.reload",
             Action::MfaEnroll => "mfa.enroll",
             Action::RecordingReplay => "recording.replay",
+            Action::RecordingDelete => "recording.delete",
             Action::Other(name) => name,
         }
     }
@@ -117,6 +120,7 @@ impl Action {
             ConfigReload => (&["configuration"], &["change"], Level::Notice),
             MfaEnroll => (&["iam", "authentication"], &["creation"], Level::Notice),
             RecordingReplay => (&["file"], &["access"], Level::Info),
+            RecordingDelete => (&["file"], &["deletion"], Level::Notice),
             Other(_) => (&[], &["info"], Level::Info),
         }
     }

@@ -323,7 +323,10 @@ impl RecordingStore {
         let limit = self.inner.config.buffer_limit_bytes;
         let shared = Arc::new(Shared {
             state: Mutex::new(Active {
-                buf: Vec::with_capacity((limit / 2).min(64 << 10)),
+                // Small: most sessions are idle most of the time, and a thousand
+                // of them must stay cheap; bulk output grows it (and the writer
+                // gives the growth back once the burst is over).
+                buf: Vec::with_capacity((limit / 2).min(crate::writer::IDLE_CAPACITY)),
                 in_flight: 0,
                 limit,
                 // Well before half: the writer drains in small batches, so
@@ -528,8 +531,12 @@ impl RecordingStore {
 
     /// A task that, while this store lives, retries pending uploads (and so
     /// brings a recovered bucket back into service) and applies retention
-    /// hourly when `retention_days` is set.
-    pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
+    /// hourly when `retention_days` is set, telling `on_deleted` the ids each
+    /// sweep deleted (for the audit trail, which this crate does not know).
+    pub fn spawn_maintenance(
+        &self,
+        on_deleted: impl Fn(u32, Vec<String>) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         let period = self
             .inner
@@ -556,8 +563,10 @@ impl RecordingStore {
                     && last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
                 {
                     last_sweep = Some(Instant::now());
-                    if let Err(e) = store.sweep(days).await {
-                        tracing::warn!(error = %e, "recording retention sweep");
+                    match store.sweep(days).await {
+                        Ok(deleted) if !deleted.is_empty() => on_deleted(days, deleted),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "recording retention sweep"),
                     }
                 }
             }

@@ -17,6 +17,9 @@ use tokio::time::MissedTickBehavior;
 
 use crate::recorder::{Ending, Shared};
 
+/// Buffer capacity a quiet recording keeps (each of the two it swaps).
+pub(crate) const IDLE_CAPACITY: usize = 4 << 10;
+
 /// What the writer leaves when it stops.
 #[derive(Debug)]
 pub(crate) struct WriterEnd {
@@ -157,6 +160,7 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
             a.ending
         };
         let last = ending != Ending::Running;
+        let taken = spare.len();
         if last && let Err(e) = syncer.collect().await {
             error = Some(e);
         }
@@ -191,6 +195,11 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
             error = Some(e);
         }
         spare.clear();
+        // A burst grew the buffer; once writes are small again, hand the
+        // memory back so an idle session keeps only a little.
+        if spare.capacity() > IDLE_CAPACITY && taken < spare.capacity() / 4 {
+            spare.shrink_to(IDLE_CAPACITY);
+        }
         {
             let mut a = shared.lock();
             a.in_flight = 0;

@@ -24,6 +24,7 @@ use crate::cli::{
     SessionsCommand, TargetCommand, UserCommand,
 };
 use crate::datadir::DataDir;
+use vestibule_recording::cli::RecordingsCommand;
 
 /// An object an admin command changes, and its state before and after.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +64,10 @@ pub enum Object {
     /// ended (a new request's id is made by the store).
     Requests(String),
     Request(String),
+    /// One recording (legal hold).
+    Recording(String),
+    /// All stored recordings (a retention sweep deletes some).
+    Recordings,
 }
 
 /// The object `command` changes, or `None` for a command that changes nothing.
@@ -114,6 +119,8 @@ pub fn object_of(command: &Command) -> Option<Object> {
         Command::Request(RequestCommand::Approve { id, .. } | RequestCommand::Deny { id, .. }) => {
             Object::Request(id.clone())
         }
+        Command::Recordings(RecordingsCommand::Hold { id, .. }) => Object::Recording(id.clone()),
+        Command::Recordings(RecordingsCommand::Sweep { .. }) => Object::Recordings,
         _ => return None,
     })
 }
@@ -174,6 +181,8 @@ impl Object {
             Object::Ca(None) => ("ca", "all".to_owned()),
             Object::Certificate(serial) => ("certificate", serial.to_string()),
             Object::Breakglass(account) => ("breakglass_tokens", account.clone()),
+            Object::Recording(id) => ("recording", id.clone()),
+            Object::Recordings => ("recordings", "all".to_owned()),
             Object::Requests(person) => ("access_requests", person.clone()),
             Object::Request(id) => ("access_request", id.clone()),
         }
@@ -182,6 +191,26 @@ impl Object {
     /// The object's state now; `null` when it does not exist.
     pub async fn snapshot(&self, dir: &DataDir, store: &Store) -> Result<Value> {
         Ok(match self {
+            Object::Recording(id) => {
+                let recordings = crate::recordings::open(dir).await?;
+                match recordings.find(id).await {
+                    Ok(info) => json!({
+                        "id": info.id,
+                        "session_id": info.session_id,
+                        "state": info.state,
+                        "legal_hold": info.legal_hold,
+                    }),
+                    Err(_) => Value::Null,
+                }
+            }
+            Object::Recordings => {
+                let all = crate::recordings::open(dir).await?.list().await?;
+                // Counts, not ids: a store may hold many thousands; the
+                // sweep itself lists what it deleted.
+                let held = all.iter().filter(|r| r.legal_hold).count();
+                let oldest = all.iter().filter_map(|r| r.ended).min();
+                json!({ "count": all.len(), "held": held, "oldest_ended": oldest })
+            }
             Object::User(name) => match store
                 .list_users()
                 .await?

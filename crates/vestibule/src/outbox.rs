@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use vestibule_audit::{Action, AuditEvent, AuditHandle, Outcome};
 use vestibule_metrics::Metrics;
+use vestibule_recording::cli::RecordingsCommand;
 use vestibule_store::Store;
 
 use crate::changes::AdminChange;
@@ -37,7 +38,10 @@ pub fn action_of(command: &Command) -> Option<Action> {
             | RoleCommand::Revoke { .. }
             | RoleCommand::Remove { .. },
         )
-        | Command::Ca(CaCommand::Rotate { .. } | CaCommand::Revoke { .. }) => Action::AdminChange,
+        | Command::Ca(CaCommand::Rotate { .. } | CaCommand::Revoke { .. })
+        | Command::Recordings(RecordingsCommand::Hold { .. } | RecordingsCommand::Sweep { .. }) => {
+            Action::AdminChange
+        }
         _ => return None,
     })
 }

@@ -59,9 +59,17 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         eprintln!("vestibule: warning: recording.enabled = false: sessions are NOT recorded");
         None
     };
-    let _maintenance = recordings
-        .as_ref()
-        .map(|r| AbortOnDrop(r.spawn_maintenance()));
+    let _maintenance = recordings.as_ref().map(|r| {
+        let audit = audit.handle.clone();
+        AbortOnDrop(r.spawn_maintenance(move |days, deleted| {
+            audit.record(
+                AuditEvent::new(Action::RecordingDelete, Outcome::Success)
+                    .user("gateway:retention")
+                    .reason(format!("older than retention_days = {days}"))
+                    .detail("recording_ids", deleted),
+            );
+        }))
+    });
     let (events, receiver) = EventSink::bounded(EVENT_BUFFER);
     let events = events.with_audit(audit.handle.clone());
     let metrics = vestibule_metrics::Metrics::new(env!("CARGO_PKG_VERSION"))

@@ -364,3 +364,27 @@ fn admin_changes_carry_the_object_before_and_after() {
     assert_eq!(failed["event"]["outcome"], "failure", "{failed}");
     assert!(details(&failed)["before"].is_null() && details(&failed)["after"].is_null());
 }
+
+#[test]
+fn legal_holds_and_retention_sweeps_are_admin_changes() {
+    let w = World::new();
+    w.exec("alice:web1", "echo kept").assert_ok();
+    w.exec("alice:web1", "echo swept").assert_ok();
+    let finished = wait_until(Duration::from_secs(15), || {
+        let out = w.gw.cli_ok(&["recordings", "list", "--json"]);
+        let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout_str()).ok()?;
+        (list.len() == 2 && list.iter().all(|r| r["state"] == "complete")).then_some(list)
+    })
+    .expect("two finished recordings");
+    let held = finished[0]["id"].as_str().expect("recording id").to_owned();
+    w.gw.cli_ok(&["recordings", "hold", &held]);
+    w.gw.cli_ok(&["recordings", "sweep", "--days", "0"]);
+
+    let hold = details(&change(&w, "admin.change", &format!("recording:{held}"))).clone();
+    assert_eq!(hold["before"]["legal_hold"], false, "{hold}");
+    assert_eq!(hold["after"]["legal_hold"], true, "{hold}");
+    let sweep = details(&change(&w, "admin.change", "recordings:all")).clone();
+    assert_eq!(sweep["before"]["count"], 2, "{sweep}");
+    assert_eq!(sweep["after"]["count"], 1, "{sweep}");
+    assert_eq!(sweep["after"]["held"], 1, "{sweep}");
+}

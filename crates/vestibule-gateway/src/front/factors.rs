@@ -188,35 +188,11 @@ impl Connection {
         let Some((request, method)) = self.pending_second_factor.clone() else {
             return self.single_sign_on(user, response).await;
         };
-        // The user name may not change between the factors.
-        if ConnectionRequest::parse(user).ok().as_ref() != Some(&request) {
-            return self.fail(
-                user,
-                "totp",
-                "user name changed after the first factor".into(),
-            );
-        }
-        let Some(mut response) = response else {
-            return Auth::Partial {
-                name: Cow::Borrowed(""),
-                instructions: Cow::Borrowed(""),
-                prompts: Cow::Owned(vec![(Cow::Borrowed(CODE_PROMPT), false)]),
-            };
+        let code = match self.code_answered(user, &request, response, "", String::new()) {
+            Ok(code) => code,
+            Err(auth) => return auth,
         };
-        let code = Zeroizing::new(
-            response
-                .next()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default(),
-        );
         let limiter = self.shared.settings.identity.limiter.clone();
-        if let Err(locked) = limiter.check(self.peer_ip(), &request.person) {
-            return self.fail(
-                user,
-                "totp",
-                format!("locked out ({} s left)", locked.remaining.as_secs()),
-            );
-        }
         match mfa::verify_code(&self.shared.settings.store, &request.person, &code).await {
             Ok(true) => {
                 limiter.success(&request.person);
@@ -233,6 +209,54 @@ impl Connection {
 }
 
 impl Connection {
+    /// The code a keyboard-interactive round answered, or what to reply
+    /// instead: the prompt (titled `name`, with `instructions`) when nothing
+    /// was asked yet, a failure when the user name changed after the first
+    /// factor or the person is locked out.
+    fn code_answered(
+        &mut self,
+        user: &str,
+        request: &ConnectionRequest,
+        response: Option<Response<'_>>,
+        name: &'static str,
+        instructions: String,
+    ) -> Result<Zeroizing<String>, Auth> {
+        if ConnectionRequest::parse(user).ok().as_ref() != Some(request) {
+            return Err(self.fail(
+                user,
+                "totp",
+                "user name changed after the first factor".into(),
+            ));
+        }
+        let Some(mut response) = response else {
+            return Err(Auth::Partial {
+                name: Cow::Borrowed(name),
+                instructions: Cow::Owned(instructions),
+                prompts: Cow::Owned(vec![(Cow::Borrowed(CODE_PROMPT), false)]),
+            });
+        };
+        let code = Zeroizing::new(
+            response
+                .next()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+        );
+        if let Err(locked) = self
+            .shared
+            .settings
+            .identity
+            .limiter
+            .check(self.peer_ip(), &request.person)
+        {
+            return Err(self.fail(
+                user,
+                "totp",
+                format!("locked out ({} s left)", locked.remaining.as_secs()),
+            ));
+        }
+        Ok(code)
+    }
+
     /// Enrolment at first login: the first round shows the new secret (QR
     /// code, URI, the secret itself) and asks for a code; a correct code stores
     /// the secret and completes the login as two factors. A wrong code leaves
@@ -242,34 +266,21 @@ impl Connection {
             return Auth::reject();
         };
         let (request, method) = (request.clone(), *method);
-        if ConnectionRequest::parse(user).ok().as_ref() != Some(&request) {
-            return self.fail(
-                user,
-                "totp",
-                "user name changed after the first factor".into(),
-            );
-        }
-        let Some(mut response) = response else {
-            return Auth::Partial {
-                name: Cow::Borrowed("Vestibule: set up a second factor"),
-                instructions: Cow::Owned(enrolment.instructions().to_string()),
-                prompts: Cow::Owned(vec![(Cow::Borrowed(CODE_PROMPT), false)]),
-            };
+        let instructions = enrolment.instructions().to_string();
+        let code = match self.code_answered(
+            user,
+            &request,
+            response,
+            "Vestibule: set up a second factor",
+            instructions,
+        ) {
+            Ok(code) => code,
+            Err(auth) => return auth,
         };
-        let code = Zeroizing::new(
-            response
-                .next()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default(),
-        );
+        let Some((_, _, enrolment)) = &self.enrolling else {
+            return Auth::reject();
+        };
         let limiter = self.shared.settings.identity.limiter.clone();
-        if let Err(locked) = limiter.check(self.peer_ip(), &request.person) {
-            return self.fail(
-                user,
-                "totp",
-                format!("locked out ({} s left)", locked.remaining.as_secs()),
-            );
-        }
         match enrolment.confirm(&self.shared.settings.store, &code).await {
             Ok(true) => {
                 limiter.success(&request.person);
