@@ -120,9 +120,10 @@ impl Gateway {
     }
 }
 
-/// The port in "... SSH listening on 127.0.0.1:PORT ...".
-/// `vestibule init`, then turn session recording off in its configuration.
-pub fn init_without_recording(bin: &Path, data_dir: &Path) -> Result<()> {
+/// `vestibule init` into `data_dir`, then change its `vestibule.toml` for
+/// the run: recording off (`record = false`), or no fdatasync at each flush
+/// (`sync = false`), to price each.
+pub fn init_for_bench(bin: &Path, data_dir: &Path, record: bool, sync: bool) -> Result<()> {
     let status = Command::new(bin)
         .arg("init")
         .arg("--data-dir")
@@ -132,10 +133,24 @@ pub fn init_without_recording(bin: &Path, data_dir: &Path) -> Result<()> {
         .context("running vestibule init")?;
     anyhow::ensure!(status.success(), "vestibule init failed");
     let config = data_dir.join("vestibule.toml");
-    let text = std::fs::read_to_string(&config).context("reading vestibule.toml")?;
-    let off = text.replace("enabled = true ", "enabled = false");
-    anyhow::ensure!(off != text, "vestibule.toml has no recording.enabled line");
-    write_file(&config, &off)
+    let mut text = std::fs::read_to_string(&config).context("reading vestibule.toml")?;
+    if !record {
+        let off = text.replace("enabled = true ", "enabled = false");
+        anyhow::ensure!(off != text, "vestibule.toml has no recording.enabled line");
+        text = off;
+    }
+    if !sync {
+        let unsynced = text.replace(
+            "buffer_limit_bytes =",
+            "sync_on_flush = false\nbuffer_limit_bytes =",
+        );
+        anyhow::ensure!(
+            unsynced != text,
+            "vestibule.toml has no recording.buffer_limit_bytes line"
+        );
+        text = unsynced;
+    }
+    write_file(&config, &text)
 }
 
 fn parse_ssh_port(line: &str) -> Option<u16> {

@@ -49,6 +49,10 @@ struct Args {
     /// run, to measure what recording costs).
     #[arg(long, value_enum, default_value = "both")]
     recording: Recording,
+    /// `off`: the recording gateway does not fdatasync its recordings at each
+    /// flush (`recording.sync_on_flush = false`), to price the sync.
+    #[arg(long, value_enum, default_value = "on")]
+    recording_sync: Switch,
     /// The one cipher the client offers on every path (e.g.
     /// `aes128-gcm@openssh.com`); by default OpenSSH's own order, which puts
     /// chacha20-poly1305 first.
@@ -57,6 +61,12 @@ struct Args {
     /// Run only these parts (e.g. `--only bulk` while profiling the gateway).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -142,7 +152,12 @@ fn main() -> Result<()> {
     }
 
     eprintln!("setting up target sshd, bastion sshd and vestibule...");
-    let world = World::setup(&bin, args.recording, args.cipher.as_deref())?;
+    let world = World::setup(
+        &bin,
+        args.recording,
+        args.recording_sync == Switch::On,
+        args.cipher.as_deref(),
+    )?;
     world.check_paths()?;
     results.paths = world
         .paths

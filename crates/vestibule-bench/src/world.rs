@@ -79,6 +79,7 @@ impl World {
     pub fn setup(
         vestibule_bin: &std::path::Path,
         recording: Recording,
+        recording_sync: bool,
         cipher: Option<&str>,
     ) -> Result<Self> {
         let tmp = tempfile::Builder::new()
@@ -107,7 +108,15 @@ impl World {
 
         let pub_path = root.join("client_ed25519.pub");
         let enrol = |name: &str, record: bool| {
-            enrolled_gateway(vestibule_bin, &root, name, record, &target, &pub_path)
+            enrolled_gateway(
+                vestibule_bin,
+                &root,
+                name,
+                record,
+                recording_sync,
+                &target,
+                &pub_path,
+            )
         };
         let gateway = enrol("vestibule", recording != Recording::Off)?;
         let unrecorded = match recording {
@@ -274,13 +283,12 @@ fn enrolled_gateway(
     root: &std::path::Path,
     name: &str,
     record: bool,
+    sync: bool,
     target: &Sshd,
     client_pub: &std::path::Path,
 ) -> Result<Gateway> {
     let data_dir = root.join(format!("{name}-data"));
-    if !record {
-        gateway::init_without_recording(bin, &data_dir)?;
-    }
+    gateway::init_for_bench(bin, &data_dir, record, sync)?;
     let gateway = Gateway::start(bin, &data_dir, &root.join(format!("{name}.log")))?;
     target.trust_user_ca(&gateway.admin(&["ca", "export", "user"])?)?;
     target.authorize(&gateway.admin(&["gateway-key"])?)?;
