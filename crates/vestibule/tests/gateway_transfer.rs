@@ -412,6 +412,23 @@ fn local_port_forwarding_carries_bytes_when_allowed() {
     let payload = random_bytes(256 * 1024);
     let back = exchange(port, &payload).expect("exchange through forward");
     assert_same_bytes(&back, &payload, "echoed through -L");
+    // The forwarded connection is recorded: its destination and the bytes
+    // each way, complete once the channel has closed.
+    let recorded = wait_until(Duration::from_secs(15), || {
+        let out = w.gw.cli_ok(&["recordings", "list", "--json"]);
+        let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout_str()).ok()?;
+        list.into_iter()
+            .find(|r| r["kind"]["type"] == "forward" && r["state"] == "complete")
+    })
+    .unwrap_or_else(|| {
+        let out = w.gw.cli(&["recordings", "list", "--json"]);
+        panic!("no complete forward recording:\n{out}")
+    });
+    assert_eq!(recorded["kind"]["host"], "127.0.0.1", "{recorded}");
+    assert_eq!(recorded["kind"]["port"], echo, "{recorded}");
+    let sent = payload.len() as u64;
+    assert_eq!(recorded["traffic"]["input"], sent, "{recorded}");
+    assert_eq!(recorded["traffic"]["output"], sent, "{recorded}");
 }
 
 #[test]
