@@ -81,21 +81,7 @@ fn repeated_bad_passwords_lock_out_then_the_lockout_ends() {
     );
     w.gw.restart();
     let bob = add_password_user(&w, "bob");
-    let issued = w.gw.cli_ok(&[
-        "breakglass",
-        "issue",
-        "--account",
-        "bob",
-        "--reason",
-        "lockout test",
-    ]);
-    let token = issued
-        .stdout_str()
-        .lines()
-        .find(|l| l.starts_with("vbg_"))
-        .expect("token line")
-        .trim()
-        .to_owned();
+    let token = issue_token(&w, "bob", "1h");
     for _ in 0..3 {
         common::sshpass_exec(&bob, w.gw.port, "bob:web1", "wrong", "true").assert_auth_denied();
     }
@@ -122,23 +108,7 @@ fn repeated_bad_passwords_lock_out_then_the_lockout_ends() {
 fn a_breakglass_token_works_exactly_once() {
     let w = World::new();
     let oncall = add_password_user(&w, "oncall");
-    let out = w.gw.cli_ok(&[
-        "breakglass",
-        "issue",
-        "--account",
-        "oncall",
-        "--ttl",
-        "1h",
-        "--reason",
-        "IdP down",
-    ]);
-    let token = out
-        .stdout_str()
-        .lines()
-        .find(|l| l.starts_with("vbg_"))
-        .expect("token line")
-        .trim()
-        .to_owned();
+    let token = issue_token(&w, "oncall", "1h");
     // Not for another account.
     let other = add_password_user(&w, "eve");
     common::sshpass_exec(&other, w.gw.port, "eve:web1", &token, "true").assert_auth_denied();
@@ -304,21 +274,7 @@ fn policy_sees_mfa_and_break_glass() {
     assert_eq!(ok.code(), Some(0), "{ok}");
     // A break-glass session is told apart.
     let oncall = add_password_user(&w, "oncall");
-    let issued = w.gw.cli_ok(&[
-        "breakglass",
-        "issue",
-        "--account",
-        "oncall",
-        "--reason",
-        "policy test",
-    ]);
-    let token = issued
-        .stdout_str()
-        .lines()
-        .find(|l| l.starts_with("vbg_"))
-        .expect("token line")
-        .trim()
-        .to_owned();
+    let token = issue_token(&w, "oncall", "1h");
     let refused = common::sshpass_exec(&oncall, w.gw.port, "oncall:db1", &token, "true");
     assert!(
         refused
