@@ -280,11 +280,14 @@ async fn second_factor(
     let enrolled = vestibule_identity::mfa::enrolled(store, user)
         .await
         .map_err(internal)?;
+    let required = vestibule_identity::mfa::required(store, user, state.settings.require_mfa)
+        .await
+        .map_err(internal)?;
     if !enrolled {
-        if state.settings.require_mfa && state.settings.enroll_at_first_login {
+        if required && state.settings.enroll_at_first_login {
             return enrol(state, peer, request).await;
         }
-        if state.settings.require_mfa {
+        if required {
             tracing::info!(%user, %peer, "login refused: no second factor enrolled");
             crate::audit::login_refused(
                 &state.settings.audit,

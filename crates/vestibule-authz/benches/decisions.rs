@@ -34,6 +34,7 @@ fn main() {
                 targets: Selector::parse("env=prod").expect("selector"),
                 logins: vec!["root".into()],
                 allow_port_forwarding: false,
+                require_mfa: false,
             }],
         );
         let target = Target {

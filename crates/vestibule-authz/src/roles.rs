@@ -29,18 +29,23 @@ pub fn role_policy(role: &Role) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let name = &role.name;
+    let mfa = if role.require_mfa {
+        " && context.mfa"
+    } else {
+        ""
+    };
     let mut text = format!(
         "@id(\"role:{name}\")\n\
          permit (\n  principal in Vestibule::Role::\"{name}\",\n  \
          action in Vestibule::Action::\"ssh.session\",\n  resource\n)\n\
-         when {{ ({targets}) && [{logins}].contains(context.login) }};\n"
+         when {{ ({targets}) && [{logins}].contains(context.login){mfa} }};\n"
     );
     if role.allow_port_forwarding {
         text.push_str(&format!(
             "\n@id(\"role:{name}:port_forward\")\n\
              permit (\n  principal in Vestibule::Role::\"{name}\",\n  \
              action == Vestibule::Action::\"ssh.port_forward\",\n  resource\n)\n\
-             when {{ {targets} }};\n"
+             when {{ ({targets}){mfa} }};\n"
         ));
     }
     text

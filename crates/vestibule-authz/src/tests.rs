@@ -23,6 +23,7 @@ fn role(name: &str, sel: &str, logins: &[&str], fwd: bool) -> Role {
         targets: Selector::parse(sel).unwrap(),
         logins: logins.iter().map(|s| s.to_string()).collect(),
         allow_port_forwarding: fwd,
+        require_mfa: false,
     }
 }
 
@@ -80,6 +81,24 @@ fn deny_by_default() {
     assert_eq!(err.to_string(), "alice may not use target web1");
     assert!(verdict.policy_ids.is_empty());
     assert_eq!(verdict.policies_text(), "default-deny");
+}
+
+#[test]
+fn a_role_that_requires_mfa_permits_only_with_a_second_factor() {
+    let authz = Authorizer::roles_only().unwrap();
+    let mut prod = role("prod", "web1", &["root"], true);
+    prod.require_mfa = true;
+    let who = alice(vec![prod]);
+    let web = target("web1", &[]);
+    let without = authz.authorize_session(&who, &web, "root", SessionKind::Shell, &ctx());
+    assert!(without.is_err(), "a single factor must not do");
+    let mut with_mfa = ctx();
+    with_mfa.mfa = true;
+    let grant = authz
+        .authorize_session(&who, &web, "root", SessionKind::Shell, &with_mfa)
+        .unwrap();
+    assert_eq!(grant.because().as_str(), "role:prod");
+    assert!(grant.may_forward_ports());
 }
 
 #[test]

@@ -9,4 +9,8 @@ pub struct Role {
     pub targets: Selector,
     pub logins: Vec<String>,
     pub allow_port_forwarding: bool,
+    /// Holders must log in with a second factor (TOTP, or an SSO login the
+    /// identity provider says was multi-factor); people without one are
+    /// offered enrolment at their first login.
+    pub require_mfa: bool,
 }

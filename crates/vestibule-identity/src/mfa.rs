@@ -16,6 +16,15 @@ pub const LOGIN_WITH_TOTP: &str = "login+totp";
 /// The issuer authenticator apps show next to the account.
 pub const ISSUER: &str = "Vestibule";
 
+/// Whether the person must log in with a second factor: everyone must
+/// (`[identity] require_mfa`), or a role they hold says so.
+pub async fn required(store: &Store, person: &str, everyone: bool) -> Result<bool, IdentityError> {
+    if everyone {
+        return Ok(true);
+    }
+    Ok(store.roles_of(person).await?.iter().any(|r| r.require_mfa))
+}
+
 /// Whether the person has a second factor enrolled.
 pub async fn enrolled(store: &Store, person: &str) -> Result<bool, IdentityError> {
     Ok(store.mfa(person).await?.is_some())

@@ -89,6 +89,11 @@ fn migrator() -> Migrator {
             "identity",
             include_str!("../migrations/sqlite/0006_identity.sql"),
         ),
+        migration(
+            7,
+            "role requires MFA",
+            include_str!("../migrations/sqlite/0007_role_mfa.sql"),
+        ),
     ])
 }
 

@@ -13,6 +13,7 @@ pub struct RoleRecord {
     pub targets: String,
     pub logins: Vec<String>,
     pub allow_port_forwarding: bool,
+    pub require_mfa: bool,
     pub granted_to: Vec<String>,
 }
 
@@ -29,6 +30,7 @@ fn role_from_row(row: &SqliteRow) -> Result<Role, StoreError> {
         targets: Selector::parse(&selector).map_err(|e| corrupt(e.to_string()))?,
         logins: serde_json::from_str(&logins).map_err(|e| corrupt(e.to_string()))?,
         allow_port_forwarding: row.try_get("allow_port_forwarding")?,
+        require_mfa: row.try_get("require_mfa")?,
         name,
     })
 }
@@ -36,12 +38,13 @@ fn role_from_row(row: &SqliteRow) -> Result<Role, StoreError> {
 impl Store {
     pub async fn add_role(&self, role: &Role) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO roles (name, selector, logins, allow_port_forwarding, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO roles (name, selector, logins, allow_port_forwarding, require_mfa, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&role.name)
         .bind(role.targets.to_string())
         .bind(serde_json::Value::from(role.logins.clone()).to_string())
         .bind(role.allow_port_forwarding)
+        .bind(role.require_mfa)
         .bind(now_unix())
         .execute(&self.pool)
         .await
@@ -89,7 +92,7 @@ impl Store {
     /// The roles granted to a person right now.
     pub async fn roles_of(&self, user: &str) -> Result<Vec<Role>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.name, r.selector, r.logins, r.allow_port_forwarding
+            "SELECT r.name, r.selector, r.logins, r.allow_port_forwarding, r.require_mfa
              FROM roles r JOIN role_grants g ON g.role_name = r.name
              WHERE g.user_name = ? ORDER BY r.name",
         )
@@ -101,7 +104,7 @@ impl Store {
 
     pub async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.name, r.selector, r.logins, r.allow_port_forwarding,
+            "SELECT r.name, r.selector, r.logins, r.allow_port_forwarding, r.require_mfa,
                     (SELECT json_group_array(user_name) FROM role_grants g WHERE g.role_name = r.name) AS granted_to
              FROM roles r ORDER BY r.name",
         )
@@ -123,6 +126,7 @@ impl Store {
                     name: role.name,
                     logins: role.logins,
                     allow_port_forwarding: role.allow_port_forwarding,
+                    require_mfa: role.require_mfa,
                     granted_to,
                 })
             })
@@ -156,6 +160,7 @@ mod tests {
             targets: Selector::parse("env=prod,web1").unwrap(),
             logins: vec!["root".into()],
             allow_port_forwarding: true,
+            require_mfa: false,
         };
         store.add_role(&role).await.unwrap();
         assert!(store.grant_role("ops", "bob").await.is_err());

@@ -245,6 +245,7 @@ pub async fn role(dir: &DataDir, command: RoleCommand) -> Result<()> {
             targets,
             logins,
             allow_port_forwarding,
+            require_mfa,
         } => {
             validate_name("role", &name)?;
             let logins: Vec<String> = logins.iter().map(|l| l.trim().to_owned()).collect();
@@ -256,6 +257,7 @@ pub async fn role(dir: &DataDir, command: RoleCommand) -> Result<()> {
                 targets: Selector::parse(&targets)?,
                 logins,
                 allow_port_forwarding,
+                require_mfa,
             };
             store(dir).await?.add_role(&role).await?;
             println!("Added role {name}");
@@ -275,10 +277,11 @@ pub async fn role(dir: &DataDir, command: RoleCommand) -> Result<()> {
                     r.name.clone(),
                     r.targets.clone(),
                     r.logins.join(","),
-                    if r.allow_port_forwarding {
-                        "port-forwarding"
-                    } else {
-                        "-"
+                    match (r.allow_port_forwarding, r.require_mfa) {
+                        (true, true) => "port-forwarding,mfa",
+                        (true, false) => "port-forwarding",
+                        (false, true) => "mfa",
+                        (false, false) => "-",
                     }
                     .into(),
                     r.granted_to.join(","),

@@ -388,6 +388,10 @@ pub enum RoleCommand {
         /// Allow `ssh -L` through those targets.
         #[arg(long)]
         allow_port_forwarding: bool,
+        /// Holders must log in with a second factor (those without one enrol
+        /// at their next login); the role's policies also require `context.mfa`.
+        #[arg(long)]
+        require_mfa: bool,
     },
     /// Give a role to a person.
     Grant {

@@ -29,6 +29,7 @@ pub async fn run(dir: &DataDir, command: PolicyCommand) -> Result<()> {
                     name: record.name,
                     logins: record.logins,
                     allow_port_forwarding: record.allow_port_forwarding,
+                    require_mfa: record.require_mfa,
                 };
                 println!("{}", vestibule_authz::role_policy(&role));
             }

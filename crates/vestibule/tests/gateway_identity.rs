@@ -512,3 +512,40 @@ fn repeated_bad_passwords_to_vestibule_login_lock_out() {
         assert_eq!(event["event"]["source"]["ip"], "127.0.0.1", "{event}");
     }
 }
+
+#[test]
+fn a_role_that_requires_mfa_has_its_holders_enrol_and_use_a_code() {
+    // No gateway-wide requirement: only the holders of `prod` need a factor.
+    let w = World::new();
+    w.gw.cli_ok(&[
+        "role",
+        "add",
+        "prod",
+        "--targets",
+        "web1",
+        "--logins",
+        "root",
+        "--require-mfa",
+    ]);
+    let roles = w.gw.cli_ok(&["policy", "roles"]).stdout_str();
+    assert!(roles.contains("context.mfa"), "{roles}");
+    let carol = w.new_user("carol", &["prod"]);
+    // carol has no factor: she is offered one at login, and a code from it lets her in.
+    let (ok, secret) = ssh_enrolling(&carol, w.gw.port, "carol:web1", |secret| {
+        vestibule_identity::totp::code_at(secret, now_step()).unwrap()
+    });
+    assert_eq!(ok.code(), Some(0), "{ok}");
+    assert!(ok.stdout_str().contains("enrolled-in"), "{ok}");
+    found(&w, "mfa.enroll", "carol");
+    // From now on she is asked for the code; a wrong one is refused.
+    let refused = ssh_with_code(
+        &carol,
+        w.gw.port,
+        "carol:web1",
+        &wrong_code(&secret),
+        "true",
+    );
+    assert_eq!(refused.code(), Some(255), "{refused}");
+    // alice's role does not require a factor: her key alone still works.
+    w.exec("alice:web1", "true").assert_ok();
+}

@@ -43,6 +43,16 @@ impl Connection {
         method: &'static str,
     ) -> Auth {
         let settings = &self.shared.settings;
+        let required = match mfa::required(
+            &settings.store,
+            &request.person,
+            settings.identity.require_mfa,
+        )
+        .await
+        {
+            Ok(required) => required,
+            Err(error) => return self.fail(user, method, error.to_string()),
+        };
         match mfa::enrolled(&settings.store, &request.person).await {
             Ok(true) => {
                 self.pending_second_factor = Some((request, method));
@@ -53,9 +63,7 @@ impl Connection {
                     partial_success: true,
                 }
             }
-            Ok(false)
-                if settings.identity.require_mfa && settings.identity.enroll_at_first_login =>
-            {
+            Ok(false) if required && settings.identity.enroll_at_first_login => {
                 // The first factor is proven, so offering a secret reveals
                 // nothing; it is stored only once a code from it is given.
                 self.enrolling = Some((
@@ -70,7 +78,7 @@ impl Connection {
                     partial_success: true,
                 }
             }
-            Ok(false) if settings.identity.require_mfa => {
+            Ok(false) if required => {
                 // Refused, but told why: keyboard-interactive carries the
                 // message (the first factor is proven, so this reveals nothing).
                 let _ = self.fail(
