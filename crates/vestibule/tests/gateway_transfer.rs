@@ -413,12 +413,17 @@ fn local_port_forwarding_carries_bytes_when_allowed() {
     let back = exchange(port, &payload).expect("exchange through forward");
     assert_same_bytes(&back, &payload, "echoed through -L");
     // The forwarded connection is recorded: its destination and the bytes
-    // each way, complete once the channel has closed.
+    // each way, complete once the channel has closed. (The probe that waited
+    // for the forward to listen is recorded too, with no bytes.)
+    let sent = payload.len() as u64;
     let recorded = wait_until(Duration::from_secs(15), || {
         let out = w.gw.cli_ok(&["recordings", "list", "--json"]);
         let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout_str()).ok()?;
-        list.into_iter()
-            .find(|r| r["kind"]["type"] == "forward" && r["state"] == "complete")
+        list.into_iter().find(|r| {
+            r["kind"]["type"] == "forward"
+                && r["state"] == "complete"
+                && r["traffic"]["input"] == sent
+        })
     })
     .unwrap_or_else(|| {
         let out = w.gw.cli(&["recordings", "list", "--json"]);
@@ -426,7 +431,6 @@ fn local_port_forwarding_carries_bytes_when_allowed() {
     });
     assert_eq!(recorded["kind"]["host"], "127.0.0.1", "{recorded}");
     assert_eq!(recorded["kind"]["port"], echo, "{recorded}");
-    let sent = payload.len() as u64;
     assert_eq!(recorded["traffic"]["input"], sent, "{recorded}");
     assert_eq!(recorded["traffic"]["output"], sent, "{recorded}");
 }
