@@ -117,15 +117,26 @@ fn policy_check_and_explain() {
     let stderr = check.stderr_str();
     assert!(stderr.contains("broken.cedar:2:"), "{stderr}");
     assert!(stderr.contains("nonsense"), "{stderr}");
+    // Each decision may look at the files (at most every 100 ms); until the
+    // broken one is seen and refused, and after, the ticket rule holds.
+    let seen = wait_until(Duration::from_secs(10), || {
+        w.exec("alice:db1", "true")
+            .assert_refused_with(&["production needs a ticket"]);
+        w.gw.log().contains("policy files refused").then_some(())
+    });
+    assert!(seen.is_some(), "the broken file was never refused");
     w.exec("alice:db1", "true")
         .assert_refused_with(&["production needs a ticket"]);
-    assert!(w.gw.log().contains("policy files refused"));
-    // Fixing it takes effect without a restart.
+    // Fixing it takes effect without a restart, once the gateway next looks
+    // at the files (at most every 100 ms, at a decision).
     fs::remove_file(w.gw.data_dir().join("policies/broken.cedar")).unwrap();
     fs::remove_file(w.gw.data_dir().join("policies/tickets.cedar")).unwrap();
-    w.exec("alice:db1", "echo ok")
-        .assert_ok()
-        .assert_stdout("ok\n");
+    let fixed = wait_until(Duration::from_secs(10), || {
+        let out = w.exec("alice:db1", "echo ok");
+        (out.code() == Some(0)).then_some(out)
+    })
+    .expect("the fixed policy set is picked up without a restart");
+    fixed.assert_stdout("ok\n");
 }
 
 #[test]
