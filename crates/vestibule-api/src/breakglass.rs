@@ -104,19 +104,17 @@ pub(crate) async fn login(
         return Err(denied());
     }
     // Only after the token is proven, so a lock does not reveal who exists.
-    let roles: Vec<String> = settings
+    let roles = settings
         .store
-        .roles_of(&user)
+        .role_names_of(&user)
         .await
-        .map_err(internal)?
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    let locks = settings.store.active_locks().await.map_err(internal)?;
-    if let Some(lock) = locks
-        .iter()
-        .find(|l| l.kind != vestibule_store::LockKind::Target && l.covers(&user, "", &roles))
-    {
+        .map_err(internal)?;
+    let lock = settings
+        .store
+        .login_lock(&user, &roles)
+        .await
+        .map_err(internal)?;
+    if let Some(lock) = lock {
         crate::audit::login_refused(&settings.audit, &user, peer, "breakglass", &lock.message());
         return Err(ApiError(StatusCode::FORBIDDEN, lock.message()));
     }

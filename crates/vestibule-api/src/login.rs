@@ -203,19 +203,13 @@ pub(crate) async fn login(
     let with_totp = second_factor(&state, peer, &request).await?;
     settings.limiter.success(user);
     // Only after the credentials are proven, so a lock does not reveal who exists.
-    let roles: Vec<String> = settings
+    let roles = settings.store.role_names_of(user).await.map_err(internal)?;
+    let lock = settings
         .store
-        .roles_of(user)
+        .login_lock(user, &roles)
         .await
-        .map_err(internal)?
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    let locks = settings.store.active_locks().await.map_err(internal)?;
-    if let Some(lock) = locks
-        .iter()
-        .find(|l| l.kind != vestibule_store::LockKind::Target && l.covers(user, "", &roles))
-    {
+        .map_err(internal)?;
+    if let Some(lock) = lock {
         tracing::info!(%user, %peer, lock = %lock.id, "login refused: locked");
         crate::audit::login_refused(
             &settings.audit,

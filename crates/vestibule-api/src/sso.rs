@@ -439,14 +439,7 @@ async fn provision(s: &SsoApiSettings, identity: &Identity) -> Result<Vec<String
             tracing::info!(%user, subject = %identity.subject, "single sign-on: user provisioned");
         }
     }
-    let current: Vec<String> = s
-        .store
-        .roles_of(user)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
+    let current = s.store.role_names_of(user).await.map_err(internal)?;
     let plan = vestibule_sso::plan_role_sync(&settings.groups_to_roles, &identity.groups, &current);
     for role in &plan.grant {
         match s.store.grant_role(role, user).await {
@@ -461,13 +454,7 @@ async fn provision(s: &SsoApiSettings, identity: &Identity) -> Result<Vec<String
             tracing::info!(%user, %role, "single sign-on: role revoked (no longer in a mapped group)");
         }
     }
-    Ok(s.store
-        .roles_of(user)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .map(|r| r.name)
-        .collect())
+    s.store.role_names_of(user).await.map_err(internal)
 }
 
 /// Certify `public_key` for `user` (as `/v1/login` does); `Err` is a message
@@ -492,15 +479,12 @@ async fn issue(
     let subject_key = PublicKey::from_openssh(public_key.trim())
         .map_err(|_| "public_key is not an OpenSSH public key".to_owned())?;
     let ttl = ttl_secs.map_or(s.default_login_ttl, Duration::from_secs);
-    let locks = s
+    let lock = s
         .store
-        .active_locks()
+        .login_lock(user, roles)
         .await
         .map_err(|e| internal(e.to_string()))?;
-    if let Some(lock) = locks
-        .iter()
-        .find(|l| l.kind != vestibule_store::LockKind::Target && l.covers(user, "", roles))
-    {
+    if let Some(lock) = lock {
         tracing::info!(%user, %peer, lock = %lock.id, "single sign-on login refused: locked");
         return Err(lock.message());
     }

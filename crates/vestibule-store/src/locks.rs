@@ -99,6 +99,21 @@ impl Store {
         Ok(lock)
     }
 
+    /// The lock in force that keeps `user` (holding `roles`) from logging in
+    /// at all: one on the person or on a role they hold. A target lock bars
+    /// sessions to that target, not logins.
+    pub async fn login_lock(
+        &self,
+        user: &str,
+        roles: &[String],
+    ) -> Result<Option<Lock>, StoreError> {
+        Ok(self
+            .active_locks()
+            .await?
+            .into_iter()
+            .find(|l| l.kind != LockKind::Target && l.covers(user, "", roles)))
+    }
+
     /// Locks in force now, oldest first.
     pub async fn active_locks(&self) -> Result<Vec<Lock>, StoreError> {
         let rows: Vec<LockRow> = sqlx::query_as(

@@ -102,6 +102,16 @@ impl Store {
         rows.iter().map(role_from_row).collect()
     }
 
+    /// The names of the roles granted to a person right now.
+    pub async fn role_names_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .roles_of(user)
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect())
+    }
+
     pub async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT r.name, r.selector, r.logins, r.allow_port_forwarding, r.require_mfa,

@@ -171,13 +171,7 @@ fn vestibule_login_asks_for_the_code_and_its_certificate_counts_as_both_factors(
         "{replay}"
     );
     // The certificate opens a session without a second prompt (BatchMode).
-    let keys = home.path().join(".vestibule/keys");
-    let key = fs::read_dir(&keys)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| !p.to_string_lossy().ends_with(".pub"))
-        .unwrap();
+    let key = common::login_key(home.path());
     let mut ssh = Command::new("ssh");
     ssh.args([
         "-F",
@@ -363,13 +357,7 @@ fn vestibule_login_enrols_at_first_login() {
     assert!(enrolled[0].to_string().contains("https"), "{enrolled:?}");
     // The certificate counts as both factors.
     found(&w, "authentication.success", "erin");
-    let keys = home.path().join(".vestibule/keys");
-    let key = fs::read_dir(&keys)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| !p.to_string_lossy().ends_with(".pub"))
-        .unwrap();
+    let key = common::login_key(home.path());
     common::ssh_with_key(w.gw.port, &key, "erin:web1", "whoami")
         .assert_ok()
         .assert_stdout("root\n");
@@ -413,13 +401,7 @@ fn breakglass_over_https_works_once_and_not_after_expiry() {
         .expect("valid_before");
     assert!(valid_before <= expires_at, "{valid_before} > {expires_at}");
     // Its sessions are break-glass sessions.
-    let keys = home.path().join(".vestibule/keys");
-    let key = fs::read_dir(&keys)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| !p.to_string_lossy().ends_with(".pub"))
-        .unwrap();
+    let key = common::login_key(home.path());
     common::ssh_with_key(w.gw.port, &key, "oncall:web1", "whoami")
         .assert_ok()
         .assert_stdout("root\n");

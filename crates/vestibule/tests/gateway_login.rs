@@ -8,41 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{
-    COMMAND_TIMEOUT, ChildGuard, KeyType, Run, World, keygen, must, run, run_with_stdin, temp_dir,
-    wait_until,
+    COMMAND_TIMEOUT, ChildGuard, KeyType, Run, World, https_endpoint, keygen, must, run,
+    run_with_stdin, temp_dir, wait_until,
 };
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// The HTTPS address and TLS fingerprint `serve` printed.
-fn https_endpoint(w: &World) -> (String, String) {
-    let stdout_log =
-        w.gw.data_dir()
-            .parent()
-            .expect("gateway dir")
-            .join("gateway.stdout");
-    let line = wait_until(COMMAND_TIMEOUT, || {
-        fs::read_to_string(&stdout_log)
-            .ok()?
-            .lines()
-            .find(|l| l.contains("HTTPS listening on "))
-            .map(str::to_owned)
-    })
-    .expect("serve never printed its HTTPS line");
-    let rest = line
-        .split_once("HTTPS listening on ")
-        .map_or("", |(_, r)| r);
-    let address = rest
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let fingerprint = rest
-        .split_once("TLS certificate ")
-        .map(|(_, f)| f.trim_end_matches(')').to_owned())
-        .unwrap_or_default();
-    (address, fingerprint)
-}
 
 /// Where a login writes its files, and the HOME it runs with.
 struct LoginHome {
@@ -52,10 +22,6 @@ struct LoginHome {
 impl LoginHome {
     fn new() -> Self {
         Self { home: temp_dir() }
-    }
-
-    fn keys(&self) -> PathBuf {
-        self.home.path().join(".vestibule/keys")
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -69,12 +35,7 @@ impl LoginHome {
 
     /// The private key file the login wrote (its certificate is beside it).
     fn key(&self) -> PathBuf {
-        fs::read_dir(self.keys())
-            .expect("keys dir")
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| !p.to_string_lossy().ends_with(".pub"))
-            .expect("a key file")
+        common::login_key(self.home.path())
     }
 }
 

@@ -7,29 +7,7 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{COMMAND_TIMEOUT, World, run, wait_until};
-
-/// The HTTPS address `serve` printed (it changes on restart).
-fn https_address(w: &World) -> String {
-    let stdout_log =
-        w.gw.data_dir()
-            .parent()
-            .expect("gateway dir")
-            .join("gateway.stdout");
-    let line = wait_until(COMMAND_TIMEOUT, || {
-        fs::read_to_string(&stdout_log)
-            .ok()?
-            .lines()
-            .rev()
-            .find(|l| l.contains("HTTPS listening on "))
-            .map(str::to_owned)
-    })
-    .expect("serve never printed its HTTPS line");
-    line.split_once("HTTPS listening on ")
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .expect("address")
-        .to_owned()
-}
+use common::{COMMAND_TIMEOUT, World, https_endpoint, run, wait_until};
 
 fn curl(url: &str) -> common::Run {
     // The test gateway's certificate is self-signed; pinning is tested elsewhere.
@@ -49,7 +27,7 @@ fn metrics_count_sessions_and_pass_promtool() {
     let w = World::new();
     w.exec("alice:web1", "echo counted").assert_ok();
     w.exec("alice:nosuch", "true").assert_failed();
-    let address = https_address(&w);
+    let address = https_endpoint(&w).0;
     let body = wait_until(Duration::from_secs(15), || {
         let out = curl(&format!("https://{address}/metrics"));
         let text = out.stdout_str();
@@ -102,7 +80,7 @@ fn sample(body: &str, series: &str) -> Option<f64> {
 
 /// Scrape until `done` holds for the exposition; panic with the last one.
 fn scrape_until(w: &World, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let address = https_address(w);
+    let address = https_endpoint(w).0;
     let url = format!("https://{address}/metrics");
     wait_until(Duration::from_secs(20), || {
         let text = curl(&url).stdout_str();
@@ -217,7 +195,7 @@ fn policy_reloads_are_counted_by_result() {
         "permit (principal, action, resource",
     )
     .unwrap();
-    let address = https_address(&w);
+    let address = https_endpoint(&w).0;
     let refused = wait_until(Duration::from_secs(20), || {
         // Policy files are looked at when a decision is made.
         w.exec("alice:web1", "true").assert_ok();
@@ -260,7 +238,7 @@ fn metrics_bearer_token_guards_metrics_only() {
     fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).unwrap();
     w.gw.restart();
 
-    let address = https_address(&w);
+    let address = https_endpoint(&w).0;
     let metrics = format!("https://{address}/metrics");
     let bare = curl(&metrics);
     assert!(bare.stdout_str().trim_end().ends_with("401"), "{bare}");

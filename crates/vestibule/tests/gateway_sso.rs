@@ -136,13 +136,7 @@ fn cli_login_by_sso_then_an_idp_outage_names_break_glass() {
         "{}",
         tail_of(&home.path().join("login-alice.stderr"), 4000)
     );
-    let keys = home.path().join(".vestibule/keys");
-    let key = fs::read_dir(&keys)
-        .expect("keys dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| !p.to_string_lossy().ends_with(".pub"))
-        .expect("a key file");
+    let key = common::login_key(home.path());
     let cert = fs::read_to_string(format!("{}-cert.pub", key.display())).expect("certificate");
     assert!(
         cert.starts_with("ssh-ed25519-cert-v01@openssh.com "),

@@ -6,6 +6,7 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
+pub use super::https_endpoint;
 use super::{Client, Run, World, run, wait_until};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -104,27 +105,6 @@ pub fn set_identity(w: &World, settings: &[(&str, &str)]) {
         })
         .collect();
     fs::write(&path, out.join("\n") + "\n").unwrap();
-}
-
-/// The HTTPS address and TLS fingerprint `serve` printed.
-pub fn https_endpoint(w: &World) -> (String, String) {
-    let stdout_log = w.gw.data_dir().parent().unwrap().join("gateway.stdout");
-    let line = wait_until(TIMEOUT, || {
-        fs::read_to_string(&stdout_log)
-            .ok()?
-            .lines()
-            // The latest start's: a restart listens on a new port.
-            .rfind(|l| l.contains("HTTPS listening on "))
-            .map(str::to_owned)
-    })
-    .expect("serve never printed its HTTPS line");
-    let rest = line.split_once("HTTPS listening on ").unwrap().1;
-    let address = rest.split_whitespace().next().unwrap().to_owned();
-    let fingerprint = rest
-        .split_once("TLS certificate ")
-        .map(|(_, f)| f.trim_end_matches(')').to_owned())
-        .unwrap();
-    (address, fingerprint)
 }
 
 /// `vestibule login` as `user` with `stdin` (password, then maybe a code).

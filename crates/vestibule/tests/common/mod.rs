@@ -70,6 +70,37 @@ pub fn wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) ->
     }
 }
 
+/// The HTTPS address and TLS fingerprint `serve` printed at its latest start
+/// (a restart listens on a new port).
+pub fn https_endpoint(w: &World) -> (String, String) {
+    let stdout_log =
+        w.gw.data_dir()
+            .parent()
+            .expect("gateway dir")
+            .join("gateway.stdout");
+    let line = wait_until(COMMAND_TIMEOUT, || {
+        fs::read_to_string(&stdout_log)
+            .ok()?
+            .lines()
+            .rfind(|l| l.contains("HTTPS listening on "))
+            .map(str::to_owned)
+    })
+    .expect("serve never printed its HTTPS line");
+    let rest = line
+        .split_once("HTTPS listening on ")
+        .map_or("", |(_, r)| r);
+    let address = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let fingerprint = rest
+        .split_once("TLS certificate ")
+        .map(|(_, f)| f.trim_end_matches(')').to_owned())
+        .unwrap_or_default();
+    (address, fingerprint)
+}
+
 /// Whether something accepts TCP connections on 127.0.0.1:`port` and greets
 /// with an SSH banner.
 fn ssh_banner_on(port: u16) -> bool {
@@ -871,6 +902,17 @@ impl Default for World {
 // ---------------------------------------------------------------------------
 // JSON helpers
 // ---------------------------------------------------------------------------
+
+/// The private key `vestibule login` wrote under `home` (its certificate is
+/// beside it, as `KEY-cert.pub`).
+pub fn login_key(home: &Path) -> PathBuf {
+    fs::read_dir(home.join(".vestibule/keys"))
+        .expect("keys dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| !p.to_string_lossy().ends_with(".pub"))
+        .expect("a key file")
+}
 
 /// The first JSON object (searching depth-first) that has some string field
 /// equal to `name`, e.g. the entry for target `web1` in `target list --json`.

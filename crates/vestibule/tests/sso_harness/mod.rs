@@ -532,10 +532,5 @@ pub fn sso_cli_login(s: &SsoWorld, home: &Path) -> PathBuf {
         "{}",
         tail_of(&home.join("login-alice.stderr"), 4000)
     );
-    fs::read_dir(home.join(".vestibule/keys"))
-        .expect("keys dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| !p.to_string_lossy().ends_with(".pub"))
-        .expect("a key file")
+    common::login_key(home)
 }
