@@ -135,6 +135,10 @@ pub async fn run(
         AuditCommand::Search(args) => {
             let pool = context.pool.ok_or(CliError::NoDatabase)?;
             let index = AuditIndex::open(pool.clone()).await?;
+            // A search on the index as it stands beats no search at all.
+            if let Err(e) = index.catch_up(&context.dir).await {
+                tracing::warn!(error = %e, "could not bring the audit index up to the log");
+            }
             run_search(args, &index, Timestamp::now(), out).await?;
             Ok(CliOutcome::Success)
         }

@@ -180,6 +180,23 @@ impl AuditIndex {
         }
     }
 
+    /// Index what the log in `dir` holds beyond the index, up to the head
+    /// witness (so never an event whose sync is still running); returns how
+    /// many. Searches call this first, so they see every durable event even
+    /// while the gateway's indexer gathers commits.
+    pub async fn catch_up(&self, dir: &Path) -> Result<u64, AuditError> {
+        let after = self.max_seq().await?;
+        let durable = match crate::witness::Head::read(dir) {
+            Ok(Some(head)) => head.seq,
+            // No witness to bound the read: the gateway's indexer covers it.
+            Ok(None) | Err(_) => return Ok(0),
+        };
+        if durable <= after {
+            return Ok(0);
+        }
+        self.index_range(dir, after, durable).await
+    }
+
     /// Rebuild the index from the log files in `dir`; returns the number of
     /// events indexed.
     pub async fn reindex(&self, dir: &Path) -> Result<u64, AuditError> {

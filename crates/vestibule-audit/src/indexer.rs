@@ -17,6 +17,12 @@ use crate::reader::LogTail;
 /// Events per transaction.
 const BATCH: usize = 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// After the head moves, how long to let further commits gather before
+/// indexing them in one transaction. One connection makes about seven
+/// commits over its first 100 ms; indexing each alone cost a file open and a
+/// database write apiece. Searches do not wait for this: `audit search`
+/// catches the index up to the witness first.
+const COALESCE: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 pub(crate) struct IndexProgress {
@@ -104,5 +110,12 @@ pub(crate) async fn follow(
         }
         // Once the writer is gone, one last pass up to its final head.
         writer_alive = head.changed().await.is_ok();
+        let until = tokio::time::Instant::now() + COALESCE;
+        while writer_alive {
+            match tokio::time::timeout_at(until, head.changed()).await {
+                Ok(changed) => writer_alive = changed.is_ok(),
+                Err(_elapsed) => break,
+            }
+        }
     }
 }

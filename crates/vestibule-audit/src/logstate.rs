@@ -12,7 +12,7 @@ use crate::AuditError;
 use crate::chain::{Checkpoint, GENESIS, Line, event_hash, event_line, parse_line};
 use crate::files::{self, Lines, display_name};
 use crate::key::AuditKey;
-use crate::witness::Head;
+use crate::witness::{Head, Witness};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LogOptions {
@@ -65,6 +65,7 @@ pub(crate) struct LogState {
     hash: String,
     last_checkpoint: u64,
     since_checkpoint: u64,
+    witness: Witness,
     /// Set after a failed sync: what reached the disk is unknown, so nothing
     /// more is written until the log is reopened (a restart).
     poisoned: Option<CommitFailure>,
@@ -160,6 +161,7 @@ impl LogState {
             hash,
             last_checkpoint,
             since_checkpoint: seq.saturating_sub(last_checkpoint),
+            witness: Witness::new(dir),
             poisoned: None,
             fault: None,
         };
@@ -252,8 +254,14 @@ impl LogState {
             // The next batch starts a new file; this one ended on a checkpoint.
             self.file = None;
         }
-        let witness_error = Head::sign(self.seq, &self.hash, self.last_checkpoint, &self.key)
-            .write(&self.dir)
+        let witness_error = self
+            .witness
+            .write(&Head::sign(
+                self.seq,
+                self.hash.as_str(),
+                self.last_checkpoint,
+                &self.key,
+            ))
             .err();
         Ok(CommitOutcome {
             events,

@@ -233,3 +233,21 @@ async fn search_without_a_database_is_a_clear_error() {
     assert!(err.to_string().contains("needs the database"));
     let _ = CliOutcome::Success;
 }
+
+#[tokio::test]
+async fn catch_up_indexes_what_the_log_holds_up_to_the_witness() {
+    let root = tempfile::tempdir().unwrap();
+    let index = AuditIndex::open(pool(root.path()).await).await.unwrap();
+    let dir = root.path().join("audit");
+    // No indexer: only the log and its witness.
+    let (handle, task, _) = common::start(&dir, common::options(1000)).await;
+    for i in 0..5 {
+        handle.append(common::event(i)).await.unwrap();
+    }
+    handle.shutdown().await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(index.max_seq().await.unwrap(), 0);
+    assert_eq!(index.catch_up(&dir).await.unwrap(), 5);
+    assert_eq!(index.max_seq().await.unwrap(), 5);
+    assert_eq!(index.catch_up(&dir).await.unwrap(), 0, "nothing new");
+}

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -278,6 +279,32 @@ pub(crate) fn write_meta(dir: &Path, info: &RecordingInfo) -> Result<(), Recordi
         f.write_all(b"\n")?;
         f.sync_all()?;
         fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| RecordingError::io("write", &path, e))
+}
+
+/// The first metadata of a new recording: no earlier version to replace, so
+/// written in place (no temporary file and rename, which cost an inode apiece
+/// at every session start). A crash before the sync leaves a file that does
+/// not parse, which listings skip; its session had not started, so nothing it
+/// forwarded is missing. The directory sync also makes the data file's name
+/// durable.
+pub(crate) fn create_meta(dir: &Path, info: &RecordingInfo) -> Result<(), RecordingError> {
+    let path = meta_path(dir, &info.id);
+    let mut text = serde_json::to_vec_pretty(info).map_err(|source| RecordingError::Meta {
+        path: path.display().to_string(),
+        source,
+    })?;
+    text.push(b'\n');
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
         File::open(dir)?.sync_all()
     };
     write().map_err(|e| RecordingError::io("write", &path, e))

@@ -17,7 +17,7 @@ use crate::config::RecordingConfig;
 use crate::events::{Encoder, header};
 use crate::meta::{
     self, Location, Mode, RecordingInfo, RecordingMeta, State, Traffic, data_path, new_id,
-    update_meta, write_meta,
+    update_meta,
 };
 use crate::recorder::{Active, Ending, RecordingSummary, SessionRecorder, Shared};
 use crate::records::RecordBuffer;
@@ -210,7 +210,7 @@ fn create_recording(
         file.write_all(&head)
             .and_then(|()| file.sync_data())
             .map_err(|e| fail("write", e))?;
-        write_meta(dir, &info).map_err(|e| RecordingError::unavailable(e.to_string()))
+        meta::create_meta(dir, &info).map_err(|e| RecordingError::unavailable(e.to_string()))
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&path);
