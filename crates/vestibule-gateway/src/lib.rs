@@ -131,6 +131,7 @@ pub(crate) struct Shared {
     pub certified_client_config: Arc<russh::client::Config>,
     front: RwLock<Option<FrontConfig>>,
     live: Arc<live::LiveSessions>,
+    jump_certs: certs::JumpCertCache,
 }
 
 /// A gateway ready to accept connections.
@@ -160,6 +161,7 @@ impl Gateway {
                 certified_client_config,
                 front: RwLock::new(None),
                 live: Arc::default(),
+                jump_certs: certs::JumpCertCache::default(),
             }),
         }
     }

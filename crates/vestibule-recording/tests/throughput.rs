@@ -12,7 +12,8 @@
 //! - "wall": until `finish()` has written, synced and hashed everything, the
 //!   producer awaiting `ready()` after each chunk as a pump would. With the
 //!   default directory this includes the disk; `BENCH_DIR=/dev/shm` leaves it out,
-//!   and `BENCH_SYNC=0` leaves out the periodic fdatasync.
+//!   and `BENCH_SYNC=0` leaves out the periodic fdatasync. `BENCH_ONLY=TEXT`
+//!   runs only the cases whose name holds TEXT.
 
 mod common;
 
@@ -64,6 +65,10 @@ fn cpu(id: ClockId) -> Duration {
 }
 
 async fn measure(name: &str, kind: SessionKind, chunk: &[u8]) {
+    // BENCH_ONLY=zeros runs only the cases whose name holds that text.
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
     // BENCH_DIR=/dev/shm takes the disk out of the end-to-end figure.
     let dir = match std::env::var("BENCH_DIR") {
         Ok(d) => tempfile::tempdir_in(d).unwrap(),
