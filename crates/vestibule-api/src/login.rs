@@ -274,10 +274,10 @@ async fn second_factor(
     let enrolled = vestibule_identity::mfa::enrolled(store, user)
         .await
         .map_err(internal)?;
-    let required = vestibule_identity::mfa::required(store, user, state.settings.require_mfa)
-        .await
-        .map_err(internal)?;
     if !enrolled {
+        let required = vestibule_identity::mfa::required(store, user, state.settings.require_mfa)
+            .await
+            .map_err(internal)?;
         if required && state.settings.enroll_at_first_login {
             return enrol(state, peer, request).await;
         }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use russh::keys::ssh_key::{Algorithm, Certificate, PrivateKey, PublicKey};
 use vestibule_authz::SessionGrant;
@@ -157,9 +157,7 @@ impl JumpCertCache {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(crate::live::unix_now()).unwrap_or(0)
 }
 
 /// The inner host certificate of a ProxyJump hop to `target`: valid for the

@@ -269,15 +269,9 @@ pub(crate) fn read_meta(path: &Path) -> Result<RecordingInfo, RecordingError> {
 pub(crate) fn write_meta(dir: &Path, info: &RecordingInfo) -> Result<(), RecordingError> {
     let path = meta_path(dir, &info.id);
     let tmp = dir.join(format!(".{}{META_SUFFIX}.tmp", info.id));
-    let text = serde_json::to_vec_pretty(info).map_err(|source| RecordingError::Meta {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = meta_text(&path, info)?;
     let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
+        write_synced(&tmp, &text, false)?;
         fs::rename(&tmp, &path)?;
         File::open(dir)?.sync_all()
     };
@@ -292,22 +286,37 @@ pub(crate) fn write_meta(dir: &Path, info: &RecordingInfo) -> Result<(), Recordi
 /// durable.
 pub(crate) fn create_meta(dir: &Path, info: &RecordingInfo) -> Result<(), RecordingError> {
     let path = meta_path(dir, &info.id);
+    let text = meta_text(&path, info)?;
+    let write = || -> std::io::Result<()> {
+        write_synced(&path, &text, true)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| RecordingError::io("write", &path, e))
+}
+
+fn meta_text(path: &Path, info: &RecordingInfo) -> Result<Vec<u8>, RecordingError> {
     let mut text = serde_json::to_vec_pretty(info).map_err(|source| RecordingError::Meta {
         path: path.display().to_string(),
         source,
     })?;
     text.push(b'\n');
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| RecordingError::io("write", &path, e))
+    Ok(text)
+}
+
+/// Write `text` to a file only its owner can read (the metadata names the
+/// person, the target and the command) and sync it; `new`: the file must not
+/// exist yet.
+fn write_synced(path: &Path, text: &[u8], new: bool) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).mode(0o600);
+    if new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(text)?;
+    f.sync_all()
 }
 
 /// Read-modify-write of one recording's metadata under the store's metadata

@@ -250,3 +250,20 @@ async fn watch_renders_an_exec_transcript() {
     assert!(text.contains("exit status 2"), "{text}");
     assert!(text.contains("; complete"), "{text}");
 }
+
+#[tokio::test]
+async fn metadata_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let mode = |id: &str| {
+        let path = store.dir().join(format!("{id}.meta.json"));
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    // Written in place at the start, then rewritten aside at the end.
+    let live = store.start(meta(pty())).await.unwrap();
+    assert_eq!(mode(live.id()), 0o600);
+    live.finish().await.unwrap();
+    let done = record(&store, "alice", "web1", b"x").await;
+    assert_eq!(mode(&done), 0o600);
+}

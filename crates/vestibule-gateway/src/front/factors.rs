@@ -43,59 +43,48 @@ impl Connection {
         method: &'static str,
     ) -> Auth {
         let settings = &self.shared.settings;
-        let required = match mfa::required(
-            &settings.store,
-            &request.person,
-            settings.identity.require_mfa,
-        )
-        .await
-        {
-            Ok(required) => required,
+        // Asked only of people without a factor: enrolled ones always give a code.
+        let enrolled = match mfa::enrolled(&settings.store, &request.person).await {
+            Ok(enrolled) => enrolled,
             Err(error) => return self.fail(user, method, error.to_string()),
         };
-        match mfa::enrolled(&settings.store, &request.person).await {
-            Ok(true) => {
-                self.pending_second_factor = Some((request, method));
-                Auth::Reject {
-                    proceed_with_methods: Some(MethodSet::from(
-                        &[MethodKind::KeyboardInteractive][..],
-                    )),
-                    partial_success: true,
-                }
-            }
-            Ok(false) if required && settings.identity.enroll_at_first_login => {
-                // The first factor is proven, so offering a secret reveals
-                // nothing; it is stored only once a code from it is given.
-                self.enrolling = Some((
-                    request.clone(),
-                    method,
-                    mfa::Enrolment::new(&request.person),
-                ));
-                Auth::Reject {
-                    proceed_with_methods: Some(MethodSet::from(
-                        &[MethodKind::KeyboardInteractive][..],
-                    )),
-                    partial_success: true,
-                }
-            }
-            Ok(false) if required => {
-                // Refused, but told why: keyboard-interactive carries the
-                // message (the first factor is proven, so this reveals nothing).
-                let _ = self.fail(
-                    user,
-                    method,
-                    "a second factor is required and none is enrolled".into(),
-                );
-                self.not_enrolled = Some(request.person);
-                Auth::Reject {
-                    proceed_with_methods: Some(MethodSet::from(
-                        &[MethodKind::KeyboardInteractive][..],
-                    )),
-                    partial_success: true,
-                }
-            }
-            Ok(false) => self.succeed(request, method),
-            Err(error) => self.fail(user, method, error.to_string()),
+        let required = enrolled
+            || match mfa::required(
+                &settings.store,
+                &request.person,
+                settings.identity.require_mfa,
+            )
+            .await
+            {
+                Ok(required) => required,
+                Err(error) => return self.fail(user, method, error.to_string()),
+            };
+        if !required {
+            return self.succeed(request, method);
+        }
+        if enrolled {
+            self.pending_second_factor = Some((request, method));
+        } else if settings.identity.enroll_at_first_login {
+            // The first factor is proven, so offering a secret reveals
+            // nothing; it is stored only once a code from it is given.
+            self.enrolling = Some((
+                request.clone(),
+                method,
+                mfa::Enrolment::new(&request.person),
+            ));
+        } else {
+            // Refused, but told why: keyboard-interactive carries the
+            // message (the first factor is proven, so this reveals nothing).
+            let _ = self.fail(
+                user,
+                method,
+                "a second factor is required and none is enrolled".into(),
+            );
+            self.not_enrolled = Some(request.person);
+        }
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+            partial_success: true,
         }
     }
 
