@@ -46,6 +46,9 @@ pub struct BulkResult {
     pub mib_s_samples: Vec<f64>,
     /// Gateway CPU seconds per GiB moved (for non-gateway paths: the idle baseline).
     pub gateway_cpu_s_per_gib: f64,
+    /// Busy CPU seconds of the whole machine per GiB moved: client, target,
+    /// bastion or gateway, and kernel threads (page-cache writeback) alike.
+    pub machine_cpu_s_per_gib: f64,
 }
 
 #[derive(Serialize)]
@@ -66,6 +69,7 @@ pub fn measure(
     let dirs = [Direction::Upload, Direction::Download];
     let mut rates = vec![vec![Vec::with_capacity(runs); world.paths.len()]; 2];
     let mut cpu = vec![vec![0.0f64; world.paths.len()]; 2];
+    let mut machine = vec![vec![0.0f64; world.paths.len()]; 2];
     for _ in 0..runs {
         for (d, &dir) in dirs.iter().enumerate() {
             for (p, &path) in world.paths.iter().enumerate() {
@@ -76,6 +80,7 @@ pub fn measure(
                 .with_context(|| format!("{dir:?} via {}", path.label()))?;
                 rates[d][p].push(size as f64 / MIB / secs);
                 cpu[d][p] += cpu_s;
+                machine[d][p] += meter.machine_last_window();
             }
         }
     }
@@ -92,6 +97,7 @@ pub fn measure(
                 mib_s_median: stats::median(&rates[d][p]),
                 mib_s_samples: rates[d][p].clone(),
                 gateway_cpu_s_per_gib: cpu[d][p] / (moved / GIB),
+                machine_cpu_s_per_gib: machine[d][p] / (moved / GIB),
             });
         }
     }

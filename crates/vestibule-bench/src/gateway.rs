@@ -121,9 +121,15 @@ impl Gateway {
 }
 
 /// `vestibule init` into `data_dir`, then change its `vestibule.toml` for
-/// the run: recording off (`record = false`), or no fdatasync at each flush
-/// (`sync = false`), to price each.
-pub fn init_for_bench(bin: &Path, data_dir: &Path, record: bool, sync: bool) -> Result<()> {
+/// the run: recording off (`record = false`), or extra `[recording]`
+/// settings (`key = value` lines, e.g. no fdatasync at each flush), to price
+/// each.
+pub fn init_for_bench(
+    bin: &Path,
+    data_dir: &Path,
+    record: bool,
+    settings: &[String],
+) -> Result<()> {
     let status = Command::new(bin)
         .arg("init")
         .arg("--data-dir")
@@ -139,16 +145,22 @@ pub fn init_for_bench(bin: &Path, data_dir: &Path, record: bool, sync: bool) -> 
         anyhow::ensure!(off != text, "vestibule.toml has no recording.enabled line");
         text = off;
     }
-    if !sync {
-        let unsynced = text.replace(
+    if record && !settings.is_empty() {
+        for line in settings {
+            anyhow::ensure!(
+                line.contains('=') && !line.contains('\n'),
+                "a recording setting is one `key = value` line, not {line:?}"
+            );
+        }
+        let changed = text.replace(
             "buffer_limit_bytes =",
-            "sync_on_flush = false\nbuffer_limit_bytes =",
+            &format!("{}\nbuffer_limit_bytes =", settings.join("\n")),
         );
         anyhow::ensure!(
-            unsynced != text,
+            changed != text,
             "vestibule.toml has no recording.buffer_limit_bytes line"
         );
-        text = unsynced;
+        text = changed;
     }
     write_file(&config, &text)
 }

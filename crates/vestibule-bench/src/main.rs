@@ -53,6 +53,10 @@ struct Args {
     /// flush (`recording.sync_on_flush = false`), to price the sync.
     #[arg(long, value_enum, default_value = "on")]
     recording_sync: Switch,
+    /// A `[recording]` setting for the recording gateway, as a TOML line
+    /// (e.g. `--recording-set direct_io=false`, to price one); repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    recording_set: Vec<String>,
     /// The one cipher the client offers on every path (e.g.
     /// `aes128-gcm@openssh.com`); by default OpenSSH's own order, which puts
     /// chacha20-poly1305 first.
@@ -152,12 +156,11 @@ fn main() -> Result<()> {
     }
 
     eprintln!("setting up target sshd, bastion sshd and vestibule...");
-    let world = World::setup(
-        &bin,
-        args.recording,
-        args.recording_sync == Switch::On,
-        args.cipher.as_deref(),
-    )?;
+    let mut settings = args.recording_set.clone();
+    if args.recording_sync == Switch::Off {
+        settings.push("sync_on_flush = false".into());
+    }
+    let world = World::setup(&bin, args.recording, &settings, args.cipher.as_deref())?;
     world.check_paths()?;
     results.paths = world
         .paths

@@ -90,6 +90,26 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(field(14)? + field(15)?)
 }
 
+/// CPU time the whole machine spent busy (all CPUs: user, nice, system, irq,
+/// softirq, steal), in clock ticks, from the `cpu` line of /proc/stat.
+pub fn machine_busy_ticks() -> Result<u64> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("/proc/stat: no cpu line")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("/proc/stat: bad cpu line")?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]:
+    // guest time is already in user, idle and iowait are not busy.
+    let busy = [0usize, 1, 2, 5, 6, 7];
+    Ok(busy.iter().filter_map(|&i| fields.get(i)).sum())
+}
+
 /// Resident set size of a process, in KiB (VmRSS).
 pub fn rss_kib(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");

@@ -48,12 +48,13 @@ impl Results {
                 let on = self.bulk(PathKind::Vestibule, d)?;
                 let off = self.bulk(PathKind::VestibuleUnrecorded, d)?;
                 Some(format!(
-                    "{} {:.0} vs {:.0} MiB/s ({:+.1} % throughput), {:+.2} gateway CPU s per GiB",
+                    "{} {:.0} vs {:.0} MiB/s ({:+.1} % throughput), {:+.2} gateway and {:+.2} machine CPU s per GiB",
                     d.name(),
                     on.mib_s_median,
                     off.mib_s_median,
                     (on.mib_s_median / off.mib_s_median - 1.0) * 100.0,
-                    on.gateway_cpu_s_per_gib - off.gateway_cpu_s_per_gib
+                    on.gateway_cpu_s_per_gib - off.gateway_cpu_s_per_gib,
+                    on.machine_cpu_s_per_gib - off.machine_cpu_s_per_gib
                 ))
             })
             .collect()
@@ -155,6 +156,22 @@ impl Results {
             let name = format!("CPU s per GiB, {}", d.name());
             let cpu = |p| self.bulk(p, d).map(|b| b.gateway_cpu_s_per_gib);
             let _ = writeln!(s, "{}", row(&name, &cpu, 2));
+        }
+        if !self.bulk.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n| machine CPU s per GiB (busy time of both cores: clients, sshds, gateway, kernel) | upload | download |\n|---|---|---|"
+            );
+            for &p in &paths {
+                let cost = |d| self.bulk(p, d).map(|b| b.machine_cpu_s_per_gib);
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} |",
+                    p.label(),
+                    fmt_opt(cost(Direction::Upload), 2),
+                    fmt_opt(cost(Direction::Download), 2)
+                );
+            }
         }
         if paths.contains(&PathKind::VestibuleUnrecorded) {
             let _ = writeln!(

@@ -40,6 +40,8 @@ pub struct CpuMeter {
     pids: Vec<u32>,
     ticks_per_sec: u64,
     last: u64,
+    machine_last: u64,
+    machine_window: u64,
 }
 
 impl CpuMeter {
@@ -49,12 +51,15 @@ impl CpuMeter {
             pids,
             ticks_per_sec,
             last,
+            machine_last: procs::machine_busy_ticks()?,
+            machine_window: 0,
         })
     }
 
     /// Start a new window now.
     pub fn reset(&mut self) -> Result<()> {
         self.last = ticks_of(&self.pids)?;
+        self.machine_last = procs::machine_busy_ticks()?;
         Ok(())
     }
 
@@ -63,7 +68,16 @@ impl CpuMeter {
         let now = ticks_of(&self.pids)?;
         let used = now.saturating_sub(self.last);
         self.last = now;
+        let machine = procs::machine_busy_ticks()?;
+        self.machine_window = machine.saturating_sub(self.machine_last);
+        self.machine_last = machine;
         Ok(used as f64 / self.ticks_per_sec as f64)
+    }
+
+    /// CPU seconds the whole machine was busy (every process and kernel
+    /// thread, both cores) in the window the last `lap` closed.
+    pub fn machine_last_window(&self) -> f64 {
+        self.machine_window as f64 / self.ticks_per_sec as f64
     }
 }
 

@@ -79,7 +79,7 @@ impl World {
     pub fn setup(
         vestibule_bin: &std::path::Path,
         recording: Recording,
-        recording_sync: bool,
+        recording_settings: &[String],
         cipher: Option<&str>,
     ) -> Result<Self> {
         let tmp = tempfile::Builder::new()
@@ -113,7 +113,7 @@ impl World {
                 &root,
                 name,
                 record,
-                recording_sync,
+                recording_settings,
                 &target,
                 &pub_path,
             )
@@ -283,12 +283,12 @@ fn enrolled_gateway(
     root: &std::path::Path,
     name: &str,
     record: bool,
-    sync: bool,
+    settings: &[String],
     target: &Sshd,
     client_pub: &std::path::Path,
 ) -> Result<Gateway> {
     let data_dir = root.join(format!("{name}-data"));
-    gateway::init_for_bench(bin, &data_dir, record, sync)?;
+    gateway::init_for_bench(bin, &data_dir, record, settings)?;
     let gateway = Gateway::start(bin, &data_dir, &root.join(format!("{name}.log")))?;
     target.trust_user_ca(&gateway.admin(&["ca", "export", "user"])?)?;
     target.authorize(&gateway.admin(&["gateway-key"])?)?;

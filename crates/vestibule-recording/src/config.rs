@@ -46,6 +46,10 @@ pub struct RecordingConfig {
     /// loss too, not only a crash of the gateway.
     #[serde(default = "yes")]
     pub sync_on_flush: bool,
+    /// Write bursts of output with direct I/O (`O_DIRECT`), bypassing the
+    /// page cache, where the file system supports it (see docs/recording.md).
+    #[serde(default = "yes")]
+    pub direct_io: bool,
     /// Finished recordings older than this are deleted by the sweep (unless on
     /// legal hold). None keeps them forever.
     #[serde(default)]
@@ -173,6 +177,7 @@ impl RecordingConfig {
             buffer_limit_bytes: default_buffer_limit(),
             min_free_bytes: default_min_free(),
             sync_on_flush: true,
+            direct_io: true,
             retention_days: None,
             s3: None,
         }

@@ -45,6 +45,7 @@ mod recorder;
 mod records;
 mod s3;
 mod sftp;
+mod sink;
 mod store;
 mod writer;
 

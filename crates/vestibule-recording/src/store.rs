@@ -22,6 +22,7 @@ use crate::meta::{
 use crate::recorder::{Active, Ending, RecordingSummary, SessionRecorder, Shared};
 use crate::records::RecordBuffer;
 use crate::s3::S3Backend;
+use crate::sink::Sink;
 use crate::writer::{self, WriterEnd, WriterSetup};
 
 /// Recording storage. Cheap to clone; one per process is enough.
@@ -188,7 +189,8 @@ fn create_recording(
     min_free: u64,
     meta: &RecordingMeta,
     mode: Mode,
-) -> Result<(RecordingInfo, File, Vec<u8>), RecordingError> {
+    direct_io: bool,
+) -> Result<(RecordingInfo, Sink, Vec<u8>), RecordingError> {
     check_free(dir, min_free)?;
     let id = new_id(meta.started_at);
     let path = data_path(dir, &id, mode);
@@ -217,7 +219,8 @@ fn create_recording(
         let _ = fs::remove_file(meta::meta_path(dir, &info.id));
         return Err(e);
     }
-    Ok((info, file, head))
+    let sink = Sink::new(file, &path, head.len() as u64, direct_io);
+    Ok((info, sink, head))
 }
 
 impl RecordingStore {
@@ -314,12 +317,14 @@ impl RecordingStore {
         let record_input = meta.record_input;
         let dir = self.inner.dir.clone();
         let min_free = self.inner.config.min_free_bytes;
-        let (info, file, head) = blocking(move || create_recording(&dir, min_free, &meta, mode))
-            .await
-            .map_err(|e| match e {
-                RecordingError::Unavailable { .. } => e,
-                other => RecordingError::unavailable(other.to_string()),
-            })?;
+        let direct_io = self.inner.config.direct_io;
+        let (info, sink, head) =
+            blocking(move || create_recording(&dir, min_free, &meta, mode, direct_io))
+                .await
+                .map_err(|e| match e {
+                    RecordingError::Unavailable { .. } => e,
+                    other => RecordingError::unavailable(other.to_string()),
+                })?;
         let limit = self.inner.config.buffer_limit_bytes;
         let shared = Arc::new(Shared {
             state: Mutex::new(Active {
@@ -348,8 +353,7 @@ impl RecordingStore {
         let mut hasher = Sha256::new();
         hasher.update(&head);
         let setup = WriterSetup {
-            file,
-            written: head.len() as u64,
+            sink,
             hasher,
             interval: self.inner.config.flush_interval(),
             sync: self.inner.config.sync_on_flush,

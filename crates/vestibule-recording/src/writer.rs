@@ -7,15 +7,15 @@
 //! recording still marked "recording" as its writer having died.
 
 use std::fs::File;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::recorder::{Ending, Shared};
+use crate::sink::Sink;
 
 /// Buffer capacity a quiet recording keeps (each of the two it swaps).
 pub(crate) const IDLE_CAPACITY: usize = 4 << 10;
@@ -45,30 +45,50 @@ impl WriterEnd {
 }
 
 pub(crate) struct WriterSetup {
-    pub(crate) file: File,
-    /// The header, already written and hashed.
-    pub(crate) written: u64,
+    /// The data file, holding the header (already written and hashed).
+    pub(crate) sink: Sink,
     pub(crate) hasher: Sha256,
     pub(crate) interval: Duration,
     pub(crate) sync: bool,
 }
 
 struct Written {
-    file: File,
+    sink: Sink,
     hasher: Sha256,
     buf: Vec<u8>,
     result: std::io::Result<()>,
 }
 
-fn write_out(mut file: File, mut hasher: Sha256, buf: Vec<u8>, sync: bool) -> Written {
-    let result = file
-        .write_all(&buf)
-        .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
-    if result.is_ok() {
-        hasher.update(&buf);
-    }
+/// What a write round does besides appending.
+#[derive(Clone, Copy)]
+struct Round {
+    /// Write a burst's partial last block through the page cache too.
+    flush_tail: bool,
+    /// This is a tick (not the end): a quiet interval ends the burst.
+    tick: bool,
+    /// fdatasync before returning (the last round).
+    sync: bool,
+}
+
+fn write_out(mut sink: Sink, mut hasher: Sha256, buf: Vec<u8>, round: Round) -> Written {
+    let result = sink
+        .append(&buf, &mut hasher)
+        .and_then(|()| {
+            if round.flush_tail {
+                sink.flush_tail(round.tick)
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| {
+            if round.sync {
+                sink.file().sync_data()
+            } else {
+                Ok(())
+            }
+        });
     Written {
-        file,
+        sink,
         hasher,
         buf,
         result,
@@ -115,8 +135,7 @@ impl Syncer {
 
 pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
     let WriterSetup {
-        file,
-        mut written,
+        sink,
         hasher,
         interval,
         sync,
@@ -124,14 +143,16 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
     let mut syncer = Syncer {
         // Without a second descriptor, syncs happen only at the end.
         fd: if sync {
-            file.try_clone().ok().map(Arc::new)
+            sink.file().try_clone().ok().map(Arc::new)
         } else {
             None
         },
         running: None,
         dirty: false,
     };
-    let mut file = Some(file);
+    let mut written = sink.len();
+    let mut direct_bytes = 0;
+    let mut sink = Some(sink);
     let mut hasher = Some(hasher);
     let mut spare: Vec<u8> = Vec::new();
     let mut error = None;
@@ -164,25 +185,31 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
         if last && let Err(e) = syncer.collect().await {
             error = Some(e);
         }
-        if error.is_none() && (!spare.is_empty() || (last && sync)) {
-            let (Some(f), Some(h)) = (file.take(), hasher.take()) else {
+        let round = Round {
+            // Only a burst leaves bytes in memory; quiet sessions skip this.
+            flush_tail: (ticked || last) && sink.as_ref().is_some_and(Sink::staging),
+            tick: !last,
+            // The last write syncs inline: finish() reports it as stored.
+            sync: last && sync,
+        };
+        if error.is_none() && (!spare.is_empty() || round.flush_tail || round.sync) {
+            let (Some(f), Some(h)) = (sink.take(), hasher.take()) else {
                 break;
             };
             let buf = std::mem::take(&mut spare);
-            // The last write syncs inline: finish() reports it as stored.
-            let sync_now = last && sync;
-            match tokio::task::spawn_blocking(move || write_out(f, h, buf, sync_now)).await {
+            match tokio::task::spawn_blocking(move || write_out(f, h, buf, round)).await {
                 Ok(w) => {
                     let n = w.buf.len() as u64;
                     spare = w.buf;
-                    file = Some(w.file);
+                    written = w.sink.len();
+                    direct_bytes = w.sink.direct_bytes;
+                    sink = Some(w.sink);
                     if let Err(e) = w.result {
                         error = Some(format!("writing the recording: {e}"));
                         // Part of the buffer may be on disk: hash the file later.
                     } else {
                         hasher = Some(w.hasher);
-                        written += n;
-                        syncer.dirty |= n > 0;
+                        syncer.dirty |= n > 0 || round.flush_tail;
                     }
                 }
                 Err(e) => error = Some(format!("recording writer task: {e}")),
@@ -216,8 +243,9 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
             break;
         }
     }
+    tracing::debug!(written, direct_bytes, "recording writer done");
     WriterEnd {
-        file,
+        file: sink.map(Sink::into_file),
         written,
         hasher,
         error,

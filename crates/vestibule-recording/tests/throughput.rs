@@ -12,7 +12,8 @@
 //! - "wall": until `finish()` has written, synced and hashed everything, the
 //!   producer awaiting `ready()` after each chunk as a pump would. With the
 //!   default directory this includes the disk; `BENCH_DIR=/dev/shm` leaves it out,
-//!   and `BENCH_SYNC=0` leaves out the periodic fdatasync. `BENCH_ONLY=TEXT`
+//!   `BENCH_SYNC=0` leaves out the periodic fdatasync, `BENCH_DIRECT=0` direct
+//!   I/O (page-cache writes only). `BENCH_ONLY=TEXT`
 //!   runs only the cases whose name holds TEXT.
 
 mod common;
@@ -75,6 +76,10 @@ async fn measure(name: &str, kind: SessionKind, chunk: &[u8]) {
         Err(_) => tempfile::tempdir().unwrap(),
     };
     let mut c = config(dir.path());
+    // BENCH_DIRECT=0 writes through the page cache only, to price direct I/O.
+    if std::env::var("BENCH_DIRECT").is_ok_and(|v| v == "0") {
+        c.direct_io = false;
+    }
     // BENCH_SYNC=0 leaves out the periodic fdatasync, to price it.
     if std::env::var("BENCH_SYNC").is_ok_and(|v| v == "0") {
         c.sync_on_flush = false;
