@@ -164,3 +164,48 @@ async fn a_full_disk_refuses_new_sessions_and_fails_running_ones() {
     drop(store);
     drop(fs);
 }
+
+/// A burst (written with direct I/O where the file system has it, as tmpfs
+/// does since Linux 6.6) that does not fit fails the recording exactly as
+/// page-cache writes do, and what fitted before it is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_that_does_not_fit_fails_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&dir.path().join("small")) else {
+        eprintln!("NOTICE: cannot mount a tmpfs (not root?); burst on a full disk not tested");
+        return;
+    };
+    let store = RecordingStore::open(&config(&fs.0.join("rec")))
+        .await
+        .unwrap();
+    let running = store.start(meta(exec("cat big"))).await.unwrap();
+    running.output(b"before the burst\n").unwrap();
+    // Leave about 400 KiB free: less than the burst below.
+    std::fs::write(fs.0.join("filler"), vec![0u8; 512 << 10]).unwrap();
+
+    let chunk = vec![7u8; 256 << 10];
+    let mut failed = None;
+    for _ in 0..64 {
+        if let Err(e) = running.output(&chunk) {
+            failed = Some(e);
+            break;
+        }
+        running.ready().await;
+    }
+    let failed = failed.expect("writer never failed on a full disk");
+    assert!(matches!(failed, RecordingError::Failed), "{failed:?}");
+    let id = running.id().to_owned();
+    std::fs::remove_file(fs.0.join("filler")).unwrap();
+    let summary = running.finish().await.unwrap();
+    assert!(!summary.complete);
+    let info = store.get(&id).await.unwrap();
+    assert_eq!(info.state, State::Incomplete);
+    let content = std::fs::read(data_path(&store, &id)).unwrap();
+    assert!(
+        content
+            .windows(b"before the burst".len())
+            .any(|w| w == b"before the burst")
+    );
+    drop(store);
+    drop(fs);
+}
