@@ -149,20 +149,32 @@ async fn a_full_disk_refuses_new_sessions_and_fails_running_ones() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    ended_incomplete(&store, &fs, running, failed, "before the disk filled").await;
+    drop(store);
+    drop(fs);
+}
+
+/// The writer failed on a full disk: the next data call said so, and once
+/// the filler is gone (room for the metadata) the recording finishes
+/// incomplete with what was written before, `kept`.
+async fn ended_incomplete(
+    store: &RecordingStore,
+    fs: &Tmpfs,
+    running: vestibule_recording::SessionRecorder,
+    failed: Option<RecordingError>,
+    kept: &str,
+) {
     let failed = failed.expect("writer never failed on a full disk");
     assert!(matches!(failed, RecordingError::Failed), "{failed:?}");
     assert_eq!(failed.to_string(), "recording storage failed");
     let id = running.id().to_owned();
-    // Room for the metadata update.
     std::fs::remove_file(fs.0.join("filler")).unwrap();
     let summary = running.finish().await.unwrap();
     assert!(!summary.complete);
     let info = store.get(&id).await.unwrap();
     assert_eq!(info.state, State::Incomplete);
-    let content = std::fs::read_to_string(data_path(&store, &id)).unwrap();
-    assert!(content.contains("before the disk filled"));
-    drop(store);
-    drop(fs);
+    let content = std::fs::read(data_path(store, &id)).unwrap();
+    assert!(content.windows(kept.len()).any(|w| w == kept.as_bytes()));
 }
 
 /// A burst (written with direct I/O where the file system has it, as tmpfs
@@ -192,20 +204,7 @@ async fn a_burst_that_does_not_fit_fails_the_recording() {
         }
         running.ready().await;
     }
-    let failed = failed.expect("writer never failed on a full disk");
-    assert!(matches!(failed, RecordingError::Failed), "{failed:?}");
-    let id = running.id().to_owned();
-    std::fs::remove_file(fs.0.join("filler")).unwrap();
-    let summary = running.finish().await.unwrap();
-    assert!(!summary.complete);
-    let info = store.get(&id).await.unwrap();
-    assert_eq!(info.state, State::Incomplete);
-    let content = std::fs::read(data_path(&store, &id)).unwrap();
-    assert!(
-        content
-            .windows(b"before the burst".len())
-            .any(|w| w == b"before the burst")
-    );
+    ended_incomplete(&store, &fs, running, failed, "before the burst").await;
     drop(store);
     drop(fs);
 }

@@ -4,16 +4,11 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 
-/// Deterministic bytes of every value, so misplaced blocks show.
+/// Bytes that differ from block to block and run to run, so misplaced or
+/// repeated blocks show.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
+    (0..len as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed << 40) >> 11) as u8)
         .collect()
 }
 
