@@ -22,10 +22,12 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, OFlags, StatxFlags};
 use sha2::{Digest, Sha256};
+
+const EINVAL: i32 = rustix::io::Errno::INVAL.raw_os_error();
 
 /// Size of the aligned staging buffer while a burst lasts.
 pub(crate) const STAGING_BYTES: usize = 1 << 20;
@@ -38,8 +40,9 @@ pub(crate) const BURST_BYTES: usize = 128 << 10;
 /// to not be worth a big buffer).
 const MAX_ALIGN: usize = 64 << 10;
 
-/// The recording's data file, open twice: once normally (it holds the lock,
-/// takes the small writes and the tails) and once with `O_DIRECT`.
+/// The recording's data file, open normally (it holds the lock, takes the
+/// small writes and the tails) and, while a burst lasts, a second time with
+/// `O_DIRECT`: an idle session keeps one descriptor.
 pub(crate) struct Sink {
     file: File,
     direct: Option<Direct>,
@@ -52,10 +55,16 @@ pub(crate) struct Sink {
 }
 
 struct Direct {
-    file: File,
+    path: PathBuf,
     /// Block size and buffer alignment for direct writes.
     align: usize,
-    staging: Option<Staging>,
+    burst: Option<Burst>,
+}
+
+/// What a burst holds: the `O_DIRECT` descriptor and the staging window.
+struct Burst {
+    file: File,
+    staging: Staging,
 }
 
 /// An aligned window into an over-allocated Vec (no unsafe code needed).
@@ -112,17 +121,10 @@ impl Sink {
         let direct = direct
             .then(|| direct_alignment(&file))
             .flatten()
-            .and_then(|align| {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .custom_flags((OFlags::DIRECT | OFlags::CLOEXEC).bits() as i32)
-                    .open(path)
-                    .ok()?;
-                Some(Direct {
-                    file,
-                    align,
-                    staging: None,
-                })
+            .map(|align| Direct {
+                path: path.to_owned(),
+                align,
+                burst: None,
             });
         Sink {
             file,
@@ -144,7 +146,7 @@ impl Sink {
 
     /// A burst is being staged (its tail may still be in memory).
     pub(crate) fn staging(&self) -> bool {
-        self.direct.as_ref().is_some_and(|d| d.staging.is_some())
+        self.direct.as_ref().is_some_and(|d| d.burst.is_some())
     }
 
     /// Bytes handed to the sink so far.
@@ -157,11 +159,19 @@ impl Sink {
     pub(crate) fn append(&mut self, data: &[u8], hasher: &mut Sha256) -> io::Result<()> {
         self.since_tick += data.len();
         let staging = match &mut self.direct {
-            Some(d) if d.staging.is_some() || data.len() >= BURST_BYTES => {
-                if d.staging.is_none() {
-                    d.staging = Some(begin_staging(&self.file, d.align, self.len)?);
+            Some(d) if d.burst.is_some() || data.len() >= BURST_BYTES => {
+                if d.burst.is_none() {
+                    match begin_burst(&self.file, d, self.len) {
+                        Ok(burst) => d.burst = Some(burst),
+                        // The open with O_DIRECT was refused: page cache only.
+                        Err(e) if e.raw_os_error() == Some(EINVAL) => {
+                            tracing::debug!(error = %e, "direct I/O refused; recording through the page cache");
+                            self.direct = None;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                true
+                self.direct.is_some()
             }
             _ => false,
         };
@@ -186,7 +196,11 @@ impl Sink {
             return Ok(0);
         };
         let align = d.align;
-        let Some(s) = &mut d.staging else {
+        let Some(Burst {
+            file: direct,
+            staging: s,
+        }) = &mut d.burst
+        else {
             return Ok(0);
         };
         let filled = s.filled;
@@ -201,7 +215,7 @@ impl Sink {
         if whole > 0 {
             let pos = s.pos;
             let filled = s.filled;
-            match write_direct(&d.file, &s.window()[..whole], pos) {
+            match write_direct(direct, &s.window()[..whole], pos) {
                 Ok(()) => {
                     let window = s.window();
                     window.copy_within(whole..filled, 0);
@@ -209,7 +223,7 @@ impl Sink {
                     s.pos += whole as u64;
                     self.direct_bytes += whole as u64;
                 }
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                Err(e) if e.raw_os_error() == Some(EINVAL) => {
                     // The file system took the open but not the write: use the
                     // page cache from here on.
                     let window = s.window();
@@ -231,7 +245,7 @@ impl Sink {
         let Some(d) = &mut self.direct else {
             return Ok(());
         };
-        let Some(s) = &mut d.staging else {
+        let Some(Burst { staging: s, .. }) = &mut d.burst else {
             return Ok(());
         };
         if !s.tail_written {
@@ -240,15 +254,20 @@ impl Sink {
             s.tail_written = true;
         }
         if tick && quiet {
-            d.staging = None;
+            d.burst = None;
         }
         Ok(())
     }
 }
 
-/// A new staging window starts at the block holding the file's end, with that
-/// block's bytes already on disk read back into it.
-fn begin_staging(file: &File, align: usize, len: u64) -> io::Result<Staging> {
+/// A burst opens the file for direct I/O; its staging window starts at the
+/// block holding the file's end, with that block's bytes read back into it.
+fn begin_burst(file: &File, d: &Direct, len: u64) -> io::Result<Burst> {
+    let direct = OpenOptions::new()
+        .write(true)
+        .custom_flags((OFlags::DIRECT | OFlags::CLOEXEC).bits() as i32)
+        .open(&d.path)?;
+    let align = d.align;
     let mut s = Staging::new(align);
     let align64 = align as u64;
     let pos = len / align64 * align64;
@@ -256,7 +275,10 @@ fn begin_staging(file: &File, align: usize, len: u64) -> io::Result<Staging> {
     let head = (len - pos) as usize;
     file.read_exact_at(&mut s.window()[..head], pos)?;
     s.filled = head;
-    Ok(s)
+    Ok(Burst {
+        file: direct,
+        staging: s,
+    })
 }
 
 /// pwrite whole blocks with O_DIRECT; a short write continues where it ended.

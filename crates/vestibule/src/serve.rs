@@ -19,6 +19,34 @@ use crate::datadir::DataDir;
 /// Bound on events waiting for their consumer; past it they are counted as dropped.
 const EVENT_BUFFER: usize = 4096;
 
+/// Every session holds several descriptors (the person's socket, the
+/// target's, its recording, two while a burst is written), so the usual soft
+/// limit of 1,024 would stop the gateway at a couple of hundred sessions.
+/// Raised to the hard limit, which the administrator sets (`LimitNOFILE=`).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(
+            from = ?limit.current,
+            to = ?limit.maximum,
+            "raised the open-file limit to its hard limit"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            soft = ?limit.current,
+            "cannot raise the open-file limit; sessions may fail past it"
+        ),
+    }
+}
+
 pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
     if !dir.is_initialised() {
         dir.init().await?;
@@ -37,6 +65,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    raise_open_file_limit();
 
     // Checked before anything starts, so a bad token file stops nothing half-way.
     let metrics_token = metrics_token(&dir, &config)?;

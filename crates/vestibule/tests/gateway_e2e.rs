@@ -214,3 +214,43 @@ fn fifty_concurrent_sessions() {
         out.assert_ok().assert_stdout(&format!("n-{i}\n"));
     }
 }
+
+/// `Max open files` soft and hard limits of a process, from /proc.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().unwrap().to_owned();
+    let hard = fields.next().unwrap().to_owned();
+    (soft, hard)
+}
+
+#[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // nextest runs each test in its own process: the low soft limit set here
+    // is inherited by the gateway only.
+    let limit = getrlimit(Resource::Nofile);
+    if limit.maximum.is_some_and(|hard| hard <= 512) {
+        eprintln!("NOTICE: hard open-file limit at most 512; nothing to raise");
+        return;
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(512),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    let gateway = common::Gateway::start();
+    let (soft, hard) = open_file_limits(gateway.pid());
+    assert_eq!(
+        soft, hard,
+        "the gateway kept a soft limit below its hard limit"
+    );
+    assert_ne!(soft, "512");
+}

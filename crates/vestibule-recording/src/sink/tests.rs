@@ -122,10 +122,12 @@ fn without_direct_io_everything_goes_through_the_page_cache() {
 
 #[test]
 fn the_direct_descriptor_is_separate_and_the_lock_stays_on_the_file() {
-    let c = case(0, true);
+    let mut c = case(0, true);
     if !has_direct(&c) {
         return;
     }
+    c.append(&pattern(BURST_BYTES, 7));
+    assert!(c.sink.staging());
     c.sink.file().try_lock().unwrap();
     let other = File::open(&c.path).unwrap();
     assert!(other.try_lock().is_err());
