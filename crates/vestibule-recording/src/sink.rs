@@ -59,6 +59,10 @@ struct Direct {
     /// Block size and buffer alignment for direct writes.
     align: usize,
     burst: Option<Burst>,
+    /// Tests: stage at a misaligned address, so the kernel refuses the
+    /// direct writes (EINVAL) as a file system without direct I/O would.
+    #[cfg(test)]
+    misalign: bool,
 }
 
 /// What a burst holds: the `O_DIRECT` descriptor and the staging window.
@@ -125,6 +129,8 @@ impl Sink {
                 path: path.to_owned(),
                 align,
                 burst: None,
+                #[cfg(test)]
+                misalign: false,
             });
         Sink {
             file,
@@ -176,16 +182,24 @@ impl Sink {
             _ => false,
         };
         if !staging {
-            self.file.write_all_at(data, self.len)?;
-            hasher.update(data);
-            self.len += data.len() as u64;
-            return Ok(());
+            return self.write_buffered(data, hasher);
         }
         let mut rest = data;
         while !rest.is_empty() {
+            if !self.staging() {
+                // Direct I/O was refused mid-burst.
+                return self.write_buffered(rest, hasher);
+            }
             let taken = self.stage(rest, hasher)?;
             rest = &rest[taken..];
         }
+        Ok(())
+    }
+
+    fn write_buffered(&mut self, data: &[u8], hasher: &mut Sha256) -> io::Result<()> {
+        self.file.write_all_at(data, self.len)?;
+        hasher.update(data);
+        self.len += data.len() as u64;
         Ok(())
     }
 
@@ -269,6 +283,10 @@ fn begin_burst(file: &File, d: &Direct, len: u64) -> io::Result<Burst> {
         .open(&d.path)?;
     let align = d.align;
     let mut s = Staging::new(align);
+    #[cfg(test)]
+    if d.misalign {
+        s.start += 1;
+    }
     let align64 = align as u64;
     let pos = len / align64 * align64;
     s.pos = pos;

@@ -132,3 +132,19 @@ fn the_direct_descriptor_is_separate_and_the_lock_stays_on_the_file() {
     let other = File::open(&c.path).unwrap();
     assert!(other.try_lock().is_err());
 }
+
+#[test]
+fn refused_direct_writes_fall_back_to_the_page_cache_mid_burst() {
+    let mut c = case(100, true);
+    let Some(d) = c.sink.direct.as_mut() else {
+        return;
+    };
+    d.misalign = true;
+    c.append(&pattern(STAGING_BYTES * 2 + 777, 8));
+    assert!(c.sink.direct.is_none(), "direct I/O still in use");
+    assert_eq!(c.sink.direct_bytes, 0);
+    c.check();
+    c.append(&pattern(BURST_BYTES * 3, 9));
+    c.sink.flush_tail(true).unwrap();
+    c.check();
+}
