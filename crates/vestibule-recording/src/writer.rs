@@ -150,8 +150,6 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
         running: None,
         dirty: false,
     };
-    let mut written = sink.len();
-    let mut direct_bytes = 0;
     let mut sink = Some(sink);
     let mut hasher = Some(hasher);
     let mut spare: Vec<u8> = Vec::new();
@@ -201,8 +199,6 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
                 Ok(w) => {
                     let n = w.buf.len() as u64;
                     spare = w.buf;
-                    written = w.sink.len();
-                    direct_bytes = w.sink.direct_bytes;
                     sink = Some(w.sink);
                     if let Err(e) = w.result {
                         error = Some(format!("writing the recording: {e}"));
@@ -243,6 +239,10 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
             break;
         }
     }
+    // Without the sink (its write task was lost) the hasher is gone too, and
+    // the file is hashed from disk: `written` is not used then.
+    let written = sink.as_ref().map_or(0, Sink::len);
+    let direct_bytes = sink.as_ref().map_or(0, |s| s.direct_bytes);
     tracing::debug!(written, direct_bytes, "recording writer done");
     WriterEnd {
         file: sink.map(Sink::into_file),
