@@ -44,6 +44,7 @@ pub(crate) async fn person(
             valid_after: issued.valid_after,
             valid_before: issued.valid_before,
             ca_fingerprint: issued.ca_fingerprint.clone(),
+            key_fingerprint: Some(issued.key_fingerprint.clone()),
         })
         .await?;
     Ok(issued)

@@ -41,6 +41,9 @@ pub struct IssuedCertificate {
     pub valid_before: u64,
     /// SHA-256 fingerprint of the CA key that signed it.
     pub ca_fingerprint: String,
+    /// SHA-256 fingerprint of the key it certifies: when that key later comes
+    /// alone, the gateway can tell its holder the certificate has expired.
+    pub key_fingerprint: String,
 }
 
 fn crypto(what: &'static str) -> impl FnOnce(russh::keys::ssh_key::Error) -> CaError {
@@ -101,13 +104,17 @@ impl Keyring {
         }
         let certificate = builder.sign(signer).map_err(crypto("sign a certificate"))?;
         Ok(IssuedCertificate {
-            certificate,
             serial,
             key_id: c.key_id,
             principals: c.principals,
             valid_after: c.valid_after,
             valid_before: c.valid_before,
             ca_fingerprint: signer.public_key().fingerprint(HashAlg::Sha256).to_string(),
+            key_fingerprint: certificate
+                .public_key()
+                .fingerprint(HashAlg::Sha256)
+                .to_string(),
+            certificate,
         })
     }
 

@@ -41,6 +41,7 @@ async fn record(shared: &Shared, kind: &str, issued: &IssuedCertificate) {
         valid_after: issued.valid_after,
         valid_before: issued.valid_before,
         ca_fingerprint: issued.ca_fingerprint.clone(),
+        key_fingerprint: Some(issued.key_fingerprint.clone()),
     };
     if let Err(error) = shared.settings.store.record_certificate(&record).await {
         tracing::error!(%error, serial = issued.serial, "cannot record an issued certificate");

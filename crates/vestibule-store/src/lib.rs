@@ -94,6 +94,11 @@ fn migrator() -> Migrator {
             "role requires MFA",
             include_str!("../migrations/sqlite/0007_role_mfa.sql"),
         ),
+        migration(
+            8,
+            "certified keys",
+            include_str!("../migrations/sqlite/0008_certified_keys.sql"),
+        ),
     ])
 }
 

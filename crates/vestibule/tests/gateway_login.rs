@@ -255,6 +255,57 @@ fn a_revoked_certificate_is_refused() {
     );
 }
 
+/// russh refuses an expired certificate before the gateway sees it; the key
+/// OpenSSH then offers alone is matched with the certificate the login gave it,
+/// and the person is told why (keyboard-interactive carries the message).
+#[test]
+fn an_expired_login_certificate_is_refused_with_its_message() {
+    let w = world_with_password_user("carol");
+    let home = LoginHome::new();
+    let login = login_with_password(&w, &home, "carol", PASSWORD, &["--ttl", "1"]);
+    login.assert_ok();
+    let serial = serial_of(&login);
+    let key = home.key();
+    let certificate = format!("{}-cert.pub", key.display());
+    // Past the end of its window (ssh-keygen -L prints it in local time).
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+
+    let known = key.with_extension("known_hosts");
+    let mut ssh = Command::new("ssh");
+    ssh.args(["-F", "/dev/null", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1"])
+        .args([
+            "-o",
+            "PreferredAuthentications=publickey,keyboard-interactive",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "LogLevel=INFO",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .arg("-o")
+        .arg(format!("CertificateFile={certificate}"))
+        .arg("-i")
+        .arg(&key)
+        .args(["-p", &w.gw.port.to_string(), "carol:web1@127.0.0.1", "true"])
+        .stdin(Stdio::null());
+    let refused = run(&mut ssh, COMMAND_TIMEOUT);
+    refused.assert_auth_denied().assert_stderr_line_with(&[
+        "vestibule: your certificate",
+        &format!("serial {serial}"),
+        "expired",
+        "run `vestibule login`",
+    ]);
+    common::identity::found(&w, "authentication.failure", &format!("serial {serial}"));
+
+    // A new login with the same command works again.
+    login_with_password(&w, &home, "carol", PASSWORD, &[]).assert_ok();
+    run(&mut ssh, COMMAND_TIMEOUT).assert_ok();
+}
+
 /// Register `name` at this world's sshd, verified by the host CA key in `ca_pub`.
 fn add_host_ca_target(w: &World, name: &str, ca_pub: &Path) {
     let port = w.target.port.to_string();

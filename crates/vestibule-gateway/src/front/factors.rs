@@ -80,7 +80,11 @@ impl Connection {
                 method,
                 "a second factor is required and none is enrolled".into(),
             );
-            self.not_enrolled = Some(request.person);
+            let person = &request.person;
+            self.explanation = Some(format!(
+                "a second factor is required and {person} has none; \
+                 ask an administrator to run `vestibule user mfa enroll {person}`"
+            ));
         }
         Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
@@ -163,14 +167,11 @@ impl Connection {
         user: &str,
         response: Option<Response<'_>>,
     ) -> Auth {
-        if let Some(person) = &self.not_enrolled {
+        if let Some(explanation) = &self.explanation {
             return match response {
                 None => Auth::Partial {
                     name: Cow::Borrowed(""),
-                    instructions: Cow::Owned(format!(
-                        "vestibule: a second factor is required and {person} has none; \
-                         ask an administrator to run `vestibule user mfa enroll {person}`\n"
-                    )),
+                    instructions: Cow::Owned(format!("vestibule: {explanation}\n")),
                     prompts: Cow::Owned(Vec::new()),
                 },
                 Some(_) => Auth::Reject {

@@ -4,6 +4,7 @@
 mod factors;
 mod forward;
 pub(crate) mod jump;
+mod lapsed;
 mod links;
 mod observed;
 mod picker;
@@ -67,9 +68,10 @@ pub struct Connection {
     pending_second_factor: Option<(ConnectionRequest, &'static str)>,
     /// A single sign-on login under way (keyboard-interactive).
     sso: Option<sso::SsoLogin>,
-    /// The first factor passed, but a second factor is required and the
-    /// person has none: only the explanation is left to send.
-    not_enrolled: Option<String>,
+    /// Authentication is refused and the person may be told why (their key
+    /// or first factor is proven): only this explanation is left to send, by
+    /// keyboard-interactive.
+    explanation: Option<String>,
     /// The first factor passed; the person is enrolling a second factor
     /// (the secret offered to them is stored only after a correct code).
     enrolling: Option<(
@@ -89,7 +91,7 @@ impl Connection {
             authenticated: None,
             pending_second_factor: None,
             sso: None,
-            not_enrolled: None,
+            explanation: None,
             enrolling: None,
             links: LinkCache::default(),
         }
@@ -113,7 +115,7 @@ impl Connection {
             authenticated: None,
             pending_second_factor: None,
             sso: None,
-            not_enrolled: None,
+            explanation: None,
             enrolling: None,
             links: LinkCache::default(),
         }
@@ -302,7 +304,7 @@ impl russh::server::Handler for Connection {
         }
         Ok(match self.key_belongs(user, key.public_key).await {
             Ok(Some(request)) => self.first_factor_passed(user, request, "publickey").await,
-            Ok(None) => self.fail(user, "publickey", "unknown user or key".into()),
+            Ok(None) => self.refuse_unknown_key(user, key.public_key).await,
             Err(error) => self.fail(user, "publickey", error.to_string()),
         })
     }
