@@ -18,7 +18,7 @@ const KEX: &[kex::Name] = &[
 ];
 
 /// AES-GCM first: with AES-NI it is the fastest on the gateway's own links to
-/// targets. The client's order decides on the front end, as SSH specifies.
+/// targets, where the gateway is the client and its order decides.
 const CIPHERS: &[cipher::Name] = &[
     cipher::AES_256_GCM,
     cipher::AES_128_GCM,
@@ -64,6 +64,90 @@ pub fn preferred() -> Preferred {
     }
 }
 
+/// The ciphers offered to people's clients. In SSH the client picks: the first
+/// of its own list that the server offers. OpenSSH lists ChaCha20-Poly1305
+/// first, which costs the gateway about three times what AES-GCM costs per byte
+/// on a CPU with AES instructions, so there only AES-GCM is offered by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontCiphers(Vec<cipher::Name>);
+
+/// A cipher name that is unknown or not modern enough to offer.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cipher {0:?} cannot be offered (give at least one of aes128-gcm@openssh.com, aes256-gcm@openssh.com, \
+     chacha20-poly1305@openssh.com, aes128-ctr, aes192-ctr, aes256-ctr)"
+)]
+pub struct UnknownCipher(String);
+
+impl FrontCiphers {
+    const ALLOWED: &[cipher::Name] = &[
+        cipher::AES_128_GCM,
+        cipher::AES_256_GCM,
+        cipher::CHACHA20_POLY1305,
+        cipher::AES_128_CTR,
+        cipher::AES_192_CTR,
+        cipher::AES_256_CTR,
+    ];
+
+    /// The default for this CPU: AES-GCM only with AES instructions, else
+    /// ChaCha20-Poly1305 first (faster in software) and AES-GCM.
+    pub fn for_this_cpu() -> Self {
+        Self::for_cpu(has_aes_instructions())
+    }
+
+    fn for_cpu(hardware_aes: bool) -> Self {
+        Self(if hardware_aes {
+            vec![cipher::AES_128_GCM, cipher::AES_256_GCM]
+        } else {
+            vec![
+                cipher::CHACHA20_POLY1305,
+                cipher::AES_128_GCM,
+                cipher::AES_256_GCM,
+            ]
+        })
+    }
+
+    /// An explicit list, in the server's order (which SSH clients ignore).
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, UnknownCipher> {
+        if names.is_empty() {
+            return Err(UnknownCipher(String::new()));
+        }
+        names
+            .iter()
+            .map(|name| {
+                let name = name.as_ref();
+                Self::ALLOWED
+                    .iter()
+                    .find(|allowed| allowed.as_ref() == name)
+                    .copied()
+                    .ok_or_else(|| UnknownCipher(name.to_owned()))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(AsRef::as_ref)
+    }
+}
+
+fn has_aes_instructions() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 /// Whether a signature algorithm a client used to authenticate is acceptable.
 pub fn is_modern_signature(algorithm: &Algorithm) -> bool {
     !matches!(algorithm, Algorithm::Rsa { hash: None } | Algorithm::Dsa)
@@ -79,6 +163,7 @@ fn server_id() -> russh::SshId {
 /// The front end people connect to, presenting `certificates` for the host key.
 pub fn server_config(
     single_sign_on: bool,
+    ciphers: &FrontCiphers,
     host_key: PrivateKey,
     certificates: Vec<Certificate>,
 ) -> russh::server::Config {
@@ -98,7 +183,10 @@ pub fn server_config(
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
-        preferred: preferred(),
+        preferred: Preferred {
+            cipher: Cow::Owned(ciphers.0.clone()),
+            ..preferred()
+        },
         // Offers are answered uniformly (see `front`), so a client with several
         // keys spends an attempt on each before the right one.
         max_auth_attempts: 10,
@@ -119,12 +207,16 @@ const MAXIMUM_PACKET_SIZE: u32 = 65535;
 
 /// The inner server of a ProxyJump hop. The person already authenticated on the
 /// outer connection, so the inner one accepts `none` (see `front::jump`).
-pub fn jump_config(host_key: PrivateKey, certificates: Vec<Certificate>) -> russh::server::Config {
+pub fn jump_config(
+    ciphers: &FrontCiphers,
+    host_key: PrivateKey,
+    certificates: Vec<Certificate>,
+) -> russh::server::Config {
     russh::server::Config {
         methods: MethodSet::from(&[MethodKind::None, MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::ZERO,
         keepalive_interval: None,
-        ..server_config(false, host_key, certificates)
+        ..server_config(false, ciphers, host_key, certificates)
     }
 }
 
@@ -169,5 +261,32 @@ mod tests {
         );
         assert!(p.key.iter().all(is_modern_signature));
         assert_eq!(p.kex[0].as_ref(), "mlkem768x25519-sha256");
+    }
+
+    #[test]
+    fn front_ciphers_are_aes_gcm_only_with_aes_instructions() {
+        let names = |c: FrontCiphers| c.names().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            names(FrontCiphers::for_cpu(true)),
+            ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+        );
+        assert_eq!(
+            names(FrontCiphers::for_cpu(false))[0],
+            "chacha20-poly1305@openssh.com"
+        );
+    }
+
+    #[test]
+    fn front_ciphers_named_in_configuration_must_be_modern() {
+        let chosen = FrontCiphers::from_names(&["chacha20-poly1305@openssh.com", "aes256-ctr"]);
+        assert_eq!(
+            chosen.unwrap().names().collect::<Vec<_>>(),
+            ["chacha20-poly1305@openssh.com", "aes256-ctr"]
+        );
+        for refused in ["aes128-cbc", "none", "3des-cbc", "rot13"] {
+            let error = FrontCiphers::from_names(&[refused]).unwrap_err();
+            assert!(error.to_string().contains(refused), "{error}");
+        }
+        assert!(FrontCiphers::from_names::<&str>(&[]).is_err());
     }
 }

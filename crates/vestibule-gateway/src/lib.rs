@@ -62,6 +62,8 @@ pub struct GatewaySettings {
     /// Single sign-on for SSH logins (keyboard-interactive), when configured.
     pub sso: Option<vestibule_sso::SshApprovals>,
     pub identity: IdentitySettings,
+    /// The ciphers people's clients may choose from (the client picks).
+    pub front_ciphers: algorithms::FrontCiphers,
 }
 
 /// Second factors and brute-force limits.
@@ -241,6 +243,7 @@ impl Shared {
         .await?;
         let config = Arc::new(algorithms::server_config(
             self.settings.sso.is_some(),
+            &self.settings.front_ciphers,
             host_key.clone(),
             vec![certificate],
         ));

@@ -31,6 +31,12 @@ host_names = []
 # certify the host keys of targets added with `--global-host-ca`. Read at each
 # connection, so edits apply at once. Unset: such targets are refused.
 # target_host_cas = "target_host_cas.pub"
+# Ciphers offered to people's SSH clients; the client picks the first of its own
+# list that is offered. Unset: AES-GCM only on a CPU with AES instructions
+# (OpenSSH's first choice, ChaCha20-Poly1305, costs the gateway about three times
+# as much per byte there), else ChaCha20-Poly1305 and AES-GCM. Clients without
+# AES-GCM (e.g. paramiko before 3.5) need e.g.
+# ciphers = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes256-ctr", "aes128-ctr"]
 
 [ca]
 # Lifetime, in seconds, of the certificate the gateway makes for each session to
@@ -303,6 +309,8 @@ pub struct SshConfig {
     pub host_names: Vec<String>,
     #[serde(default)]
     pub target_host_cas: Option<String>,
+    #[serde(default)]
+    pub ciphers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,6 +388,7 @@ impl Config {
         if let Some(sso) = &config.sso {
             sso.validate()?;
         }
+        config.front_ciphers().context("ssh.ciphers")?;
         for cidr in &config.ca.source_addresses {
             let (address, prefix) = cidr.split_once('/').unwrap_or((cidr, "0"));
             if address.parse::<std::net::IpAddr>().is_err() || prefix.parse::<u8>().is_err() {
@@ -391,6 +400,19 @@ impl Config {
 
     pub fn target_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.ssh.target_connect_timeout_secs)
+    }
+
+    /// The ciphers offered to people's clients.
+    pub fn front_ciphers(
+        &self,
+    ) -> Result<
+        vestibule_gateway::algorithms::FrontCiphers,
+        vestibule_gateway::algorithms::UnknownCipher,
+    > {
+        match &self.ssh.ciphers {
+            None => Ok(vestibule_gateway::algorithms::FrontCiphers::for_this_cpu()),
+            Some(names) => vestibule_gateway::algorithms::FrontCiphers::from_names(names),
+        }
     }
 
     /// What the gateway's certificates say.
@@ -416,6 +438,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_ciphers_are_checked_when_the_configuration_is_read() {
+        let example = TEMPLATE.replace("# ciphers = [", "ciphers = [");
+        let chosen = Config::parse(&example).unwrap().front_ciphers().unwrap();
+        assert_eq!(chosen.names().count(), 5);
+        let weak = TEMPLATE.replace(
+            "[ssh]\n",
+            "[ssh]\nciphers = [\"aes128-gcm@openssh.com\", \"aes128-cbc\"]\n",
+        );
+        let error = format!("{:#}", Config::parse(&weak).unwrap_err());
+        assert!(
+            error.contains("ssh.ciphers") && error.contains("\"aes128-cbc\" cannot be offered"),
+            "{error}"
+        );
+        let none = TEMPLATE.replace("[ssh]\n", "[ssh]\nciphers = []\n");
+        assert!(Config::parse(&none).is_err());
+    }
 
     #[test]
     fn template_is_valid() {

@@ -165,7 +165,12 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
             .target_host_cas
             .as_deref()
             .map(|path| dir.resolve(path)),
+        front_ciphers: config.front_ciphers()?,
     };
+    tracing::info!(
+        ciphers = %settings.front_ciphers.names().collect::<Vec<_>>().join(","),
+        "ciphers offered to clients"
+    );
     let host_fingerprint = settings
         .host_key
         .public_key()

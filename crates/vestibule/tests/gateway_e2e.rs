@@ -254,3 +254,81 @@ fn serve_raises_its_open_file_limit_to_the_hard_limit() {
     );
     assert_ne!(soft, "512");
 }
+
+/// The cipher a client and the gateway agreed on, from `ssh -v`, for a login
+/// through the gateway by user name and by `-J` (both hops).
+fn negotiated_ciphers(w: &World, options: &[&str]) -> Vec<String> {
+    let mut options = options.to_vec();
+    options.push("-v");
+    let by_name = run(
+        &mut w.alice.ssh_with(w.gw.port, "alice:web1", &options, "true"),
+        COMMAND_TIMEOUT,
+    );
+    let mut jump = w.alice.tool("ssh");
+    jump.args(&options)
+        .arg("-J")
+        .arg(w.alice.jump(w.gw.port))
+        .args(["root@web1", "--", "true"]);
+    let by_jump = run(&mut jump, COMMAND_TIMEOUT);
+    [by_name, by_jump]
+        .iter()
+        .flat_map(|run| {
+            run.assert_ok();
+            run.stderr_str()
+                .lines()
+                .filter_map(|l| l.split_once("kex: client->server cipher: "))
+                .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The client picks the cipher from those the gateway offers: by default
+/// AES-GCM only on a CPU with AES instructions; `ssh.ciphers` sets the list.
+#[test]
+fn clients_choose_among_the_ciphers_the_gateway_offers() {
+    let mut w = World::new();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = cpu
+        .lines()
+        .find(|l| l.starts_with("flags") || l.starts_with("Features"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let hardware_aes =
+        flags.contains(&"aes") && (flags.contains(&"pclmulqdq") || flags.contains(&"pmull"));
+    let expected = if hardware_aes {
+        "aes128-gcm@openssh.com"
+    } else {
+        "chacha20-poly1305@openssh.com"
+    };
+    // By name: one handshake; by -J: the outer and the inner hop.
+    assert_eq!(negotiated_ciphers(&w, &[]), [expected; 3]);
+
+    let config = w.gw.data_dir().join("vestibule.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen(
+        "[ssh]\n",
+        "[ssh]\nciphers = [\"aes256-gcm@openssh.com\", \"aes256-ctr\"]\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    w.gw.restart();
+    assert_eq!(
+        negotiated_ciphers(&w, &[]),
+        ["aes256-ctr"; 3],
+        "OpenSSH lists aes256-ctr before aes256-gcm, so it picks it"
+    );
+    let refused = run(
+        &mut w.alice.ssh_with(
+            w.gw.port,
+            "alice:web1",
+            &["-c", "chacha20-poly1305@openssh.com", "-o", "LogLevel=INFO"],
+            "true",
+        ),
+        COMMAND_TIMEOUT,
+    );
+    refused.assert_code(255).assert_stderr_line_with(&[
+        "no matching cipher found",
+        "Their offer: aes256-gcm@openssh.com,aes256-ctr",
+    ]);
+}

@@ -41,6 +41,7 @@ pub(crate) async fn run(
         }
     };
     let config = Arc::new(algorithms::jump_config(
+        &ctx.shared.settings.front_ciphers,
         ctx.shared.settings.host_key.clone(),
         certificates,
     ));
