@@ -531,3 +531,54 @@ fn a_role_that_requires_mfa_has_its_holders_enrol_and_use_a_code() {
     // alice's role does not require a factor: her key alone still works.
     w.exec("alice:web1", "true").assert_ok();
 }
+
+/// A lapsed login certificate offered first is explained only if nothing else
+/// gets the person in: a key of theirs offered next still leads to the code.
+#[test]
+fn a_lapsed_certificate_does_not_stand_in_for_the_code_of_a_later_key() {
+    let w = World::new();
+    let carol = Client::with_key("carol", common::KeyType::Ed25519);
+    let key = carol.pubkey_path();
+    w.gw.cli_with_stdin(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--public-key",
+            key.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .assert_ok();
+    w.grant("ops", "carol");
+    let home = common::temp_dir();
+    login(
+        &w,
+        home.path(),
+        "carol",
+        &format!("{PASSWORD}\n"),
+        &["--ttl", "1"],
+    )
+    .assert_ok();
+    let lapsed = common::login_key(home.path());
+    let secret = enroll(&w, "carol");
+    std::thread::sleep(Duration::from_millis(2_500));
+
+    // The lapsed certificate and its key are offered before carol's own key.
+    let config = fs::read_to_string(&carol.config).unwrap();
+    let own = format!("IdentityFile {}", carol.key.as_ref().unwrap().display());
+    let config = config.replace(
+        &own,
+        &format!(
+            "IdentityFile {lapsed}\nCertificateFile {lapsed}-cert.pub\n{own}",
+            lapsed = lapsed.display()
+        ),
+    );
+    fs::write(&carol.config, config).unwrap();
+    let code = vestibule_identity::totp::code_at(&secret, now_step()).unwrap();
+    let ok = ssh_with_code(&carol, w.gw.port, "carol:web1", &code, "echo in");
+    assert_eq!(ok.code(), Some(0), "{ok}");
+    found(&w, "authentication.failure", "expired at");
+    found(&w, "authentication.success", "publickey+totp");
+}

@@ -42,6 +42,9 @@ impl Connection {
         request: ConnectionRequest,
         method: &'static str,
     ) -> Auth {
+        // An explanation kept from an earlier refusal (a lapsed certificate)
+        // must not stand in for the code this factor may still need.
+        self.explanation = None;
         let settings = &self.shared.settings;
         // Asked only of people without a factor: enrolled ones always give a code.
         let enrolled = match mfa::enrolled(&settings.store, &request.person).await {

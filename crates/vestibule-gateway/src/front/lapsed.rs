@@ -100,7 +100,7 @@ fn utc(unix: u64) -> String {
         .ok()
         .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| format!("at Unix time {unix}"))
+        .unwrap_or_else(|| format!("Unix time {unix}"))
 }
 
 #[cfg(test)]
