@@ -125,6 +125,7 @@ pub(crate) async fn login(
         &subject_key,
         format!("vestibule:{user}:{}", breakglass::LOGIN_WITH_BREAKGLASS),
         ttl,
+        Some(u64::try_from(redeemed.expires_at).unwrap_or(0)),
     )
     .await
     .map_err(internal)?;

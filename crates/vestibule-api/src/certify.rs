@@ -17,7 +17,8 @@ pub(crate) enum CertifyError {
 }
 
 /// Sign `key` for `user` (principal = the user name) with `key_id`, valid for
-/// `ttl` (backdated a minute for clock skew), and record the certificate.
+/// `ttl` but never past `not_after` (backdated a minute for clock skew), and
+/// record the certificate.
 pub(crate) async fn person(
     user_ca: &LiveKeyring,
     store: &Store,
@@ -25,12 +26,14 @@ pub(crate) async fn person(
     key: &PublicKey,
     key_id: String,
     ttl: Duration,
+    not_after: Option<u64>,
 ) -> Result<IssuedCertificate, CertifyError> {
     let issued = user_ca.current()?.issue_user(UserCertRequest {
         public_key: key,
         principals: vec![user.to_owned()],
         key_id,
         valid_for: ttl,
+        not_after,
         backdate: Duration::from_secs(60),
         extensions: vec!["permit-pty", "permit-port-forwarding"],
         source_address: None,

@@ -235,6 +235,7 @@ pub(crate) async fn login(
         &subject_key,
         key_id,
         ttl,
+        None,
     )
     .await
     .map_err(internal)?;

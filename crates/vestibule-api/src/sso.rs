@@ -495,6 +495,7 @@ async fn issue(
         &subject_key,
         format!("vestibule:{user}:{method}"),
         ttl,
+        None,
     )
     .await
     .map_err(|e| internal(e.to_string()))?;

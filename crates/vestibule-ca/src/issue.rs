@@ -15,6 +15,9 @@ pub struct UserCertRequest<'a> {
     /// Shown in the target's auth log: who, and which session.
     pub key_id: String,
     pub valid_for: Duration,
+    /// A Unix time validity must not pass, whatever `valid_for` says (e.g. the
+    /// expiry of the break-glass token the certificate is issued for).
+    pub not_after: Option<u64>,
     /// How far in the past validity starts, to absorb clock skew.
     pub backdate: Duration,
     /// OpenSSH extensions such as `permit-pty`.
@@ -129,7 +132,9 @@ impl Keyring {
             principals: request.principals,
             key_id: request.key_id,
             valid_after: now.saturating_sub(request.backdate.as_secs()),
-            valid_before: now.saturating_add(request.valid_for.as_secs()),
+            valid_before: now
+                .saturating_add(request.valid_for.as_secs())
+                .min(request.not_after.unwrap_or(u64::MAX)),
             critical: request
                 .source_address
                 .map(|a| vec![("source-address", a)])

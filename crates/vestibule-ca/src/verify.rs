@@ -148,6 +148,7 @@ mod tests {
             principals: vec!["alice".into()],
             key_id: "vestibule:alice:test".into(),
             valid_for: Duration::from_secs(valid_for),
+            not_after: None,
             backdate: Duration::from_secs(30),
             extensions: vec!["permit-pty", "permit-pty"],
             source_address: source.map(str::to_owned),
@@ -167,6 +168,26 @@ mod tests {
             ring.verify_user(&issued.certificate, "bob", None),
             Err(CertRejection::WrongPrincipal("bob".into()))
         );
+    }
+
+    #[test]
+    fn validity_never_passes_not_after() {
+        let (_root, ring) = keyring();
+        let key = person_key();
+        let now = crate::now_unix();
+        let capped = UserCertRequest {
+            not_after: Some(now + 10),
+            ..request(&key, 3600, None)
+        };
+        let issued = ring.issue_user(capped).unwrap();
+        assert_eq!(issued.valid_before, now + 10);
+        assert_eq!(issued.certificate.valid_before(), now + 10);
+        let loose = UserCertRequest {
+            not_after: Some(now + 7200),
+            ..request(&key, 60, None)
+        };
+        let issued = ring.issue_user(loose).unwrap();
+        assert!(issued.valid_before <= crate::now_unix() + 60);
     }
 
     #[test]

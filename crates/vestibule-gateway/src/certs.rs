@@ -85,6 +85,7 @@ pub(crate) async fn target_login(
             principals: vec![grant.login().to_owned()],
             key_id: format!("vestibule:{}:session:{session_id}", grant.person()),
             valid_for: settings.target_cert_ttl,
+            not_after: None,
             backdate: BACKDATE,
             extensions,
             source_address: settings.source_address.clone(),
