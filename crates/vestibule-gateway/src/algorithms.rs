@@ -71,13 +71,20 @@ pub fn preferred() -> Preferred {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontCiphers(Vec<cipher::Name>);
 
-/// A cipher name that is unknown or not modern enough to offer.
+/// Why a configured cipher list cannot be offered.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cipher {0:?} cannot be offered (give at least one of aes128-gcm@openssh.com, aes256-gcm@openssh.com, \
-     chacha20-poly1305@openssh.com, aes128-ctr, aes192-ctr, aes256-ctr)"
-)]
-pub struct UnknownCipher(String);
+pub enum CipherListError {
+    #[error(
+        "the list is empty (give at least one of {})",
+        FrontCiphers::allowed_names()
+    )]
+    Empty,
+    #[error(
+        "cipher {0:?} cannot be offered (choose from {allowed})",
+        allowed = FrontCiphers::allowed_names()
+    )]
+    Unknown(String),
+}
 
 impl FrontCiphers {
     const ALLOWED: &[cipher::Name] = &[
@@ -88,6 +95,14 @@ impl FrontCiphers {
         cipher::AES_192_CTR,
         cipher::AES_256_CTR,
     ];
+
+    fn allowed_names() -> String {
+        Self::ALLOWED
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<&str>>()
+            .join(", ")
+    }
 
     /// The default for this CPU: AES-GCM only with AES instructions, else
     /// ChaCha20-Poly1305 first (faster in software) and AES-GCM.
@@ -108,9 +123,9 @@ impl FrontCiphers {
     }
 
     /// An explicit list, in the server's order (which SSH clients ignore).
-    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, UnknownCipher> {
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, CipherListError> {
         if names.is_empty() {
-            return Err(UnknownCipher(String::new()));
+            return Err(CipherListError::Empty);
         }
         names
             .iter()
@@ -120,7 +135,7 @@ impl FrontCiphers {
                     .iter()
                     .find(|allowed| allowed.as_ref() == name)
                     .copied()
-                    .ok_or_else(|| UnknownCipher(name.to_owned()))
+                    .ok_or_else(|| CipherListError::Unknown(name.to_owned()))
             })
             .collect::<Result<_, _>>()
             .map(Self)
@@ -287,6 +302,9 @@ mod tests {
             let error = FrontCiphers::from_names(&[refused]).unwrap_err();
             assert!(error.to_string().contains(refused), "{error}");
         }
-        assert!(FrontCiphers::from_names::<&str>(&[]).is_err());
+        assert!(matches!(
+            FrontCiphers::from_names::<&str>(&[]),
+            Err(CipherListError::Empty)
+        ));
     }
 }

@@ -407,7 +407,7 @@ impl Config {
         &self,
     ) -> Result<
         vestibule_gateway::algorithms::FrontCiphers,
-        vestibule_gateway::algorithms::UnknownCipher,
+        vestibule_gateway::algorithms::CipherListError,
     > {
         match &self.ssh.ciphers {
             None => Ok(vestibule_gateway::algorithms::FrontCiphers::for_this_cpu()),
