@@ -158,7 +158,7 @@ impl JumpCertCache {
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     u64::try_from(crate::live::unix_now()).unwrap_or(0)
 }
 

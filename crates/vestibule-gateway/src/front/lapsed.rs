@@ -71,10 +71,7 @@ impl Connection {
         if !record.principals.iter().any(|p| p == person) {
             return None;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        lapse(&record, now)
+        lapse(&record, crate::certs::unix_now())
     }
 }
 
