@@ -65,6 +65,11 @@ struct Args {
     /// Run only these parts (e.g. `--only bulk` while profiling the gateway).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
+    /// Set everything up, print each path's full `ssh` command and the
+    /// gateways' PIDs, and wait for Enter before measuring (to drive or
+    /// profile a path by hand; combine with `--only` to measure nothing).
+    #[arg(long)]
+    hold: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -114,6 +119,24 @@ impl Plan {
             }
         }
     }
+}
+
+/// Print what a person needs to drive each path by hand, then wait for Enter.
+fn hold(world: &World) -> Result<()> {
+    for &path in &world.paths {
+        println!(
+            "{}: ssh {}",
+            path.label(),
+            world.ssh_args(path, false).join(" ")
+        );
+    }
+    println!("gateway pids: {:?}", world.gateway_pids());
+    println!("press Enter to go on");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading stdin")?;
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -169,6 +192,9 @@ fn main() -> Result<()> {
         .collect();
     for &p in &world.paths {
         results.ciphers.push((p, world.negotiated(p)?));
+    }
+    if args.hold {
+        hold(&world)?;
     }
     let mut meter = CpuMeter::new(world.gateway_pids(), ticks)?;
     let runs = |part: Part| args.only.is_empty() || args.only.contains(&part);
