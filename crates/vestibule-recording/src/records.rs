@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::meta::Traffic;
+
 /// One event of a recording.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
@@ -64,6 +66,35 @@ pub(crate) fn split_record(buf: &[u8]) -> Option<(Split<'_>, usize)> {
 /// One event line parsed: `[t, code, data]`.
 pub(crate) fn parse_event(line: &[u8]) -> Option<(f64, String, Value)> {
     serde_json::from_slice(line).ok()
+}
+
+/// Add what one record holds to `traffic`, for a recording whose process died
+/// before writing its counts: data events add their length (in bytes as
+/// stored, which for a terminal's lossy text may differ slightly from what
+/// crossed the channel), and a counts event (`n`) replaces the whole.
+pub(crate) fn tally(record: &Split<'_>, traffic: &mut Traffic) {
+    let Some((_, code, data)) = parse_event(record.line) else {
+        return;
+    };
+    let len = match (record.blob, &data) {
+        (Some(blob), _) => blob.len(),
+        (None, Value::String(text)) => text.len(),
+        (None, counts) => {
+            if code == "n"
+                && let Ok(counts) = serde_json::from_value::<Traffic>(counts.clone())
+            {
+                *traffic = counts;
+            }
+            return;
+        }
+    };
+    let len = len as u64;
+    match code.as_str() {
+        "o" | "ob" => traffic.output += len,
+        "e" | "eb" => traffic.stderr += len,
+        "i" | "ib" => traffic.input += len,
+        _ => {}
+    }
 }
 
 /// The header (when the first line is an object) and the events of a
@@ -151,5 +182,41 @@ mod tests {
         // A torn blob is not a record.
         let (_, ev) = parse_events(&content[..40]);
         assert_eq!(ev.len(), 1);
+    }
+
+    fn tallied(content: &[u8]) -> Traffic {
+        let mut rb = RecordBuffer::default();
+        let mut traffic = Traffic::default();
+        rb.feed(content);
+        let Ok(()) = rb.drain(|rec| {
+            tally(&rec, &mut traffic);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        traffic
+    }
+
+    #[test]
+    fn tally_counts_text_blobs_and_count_events() {
+        let transcript = "{\"vestibule_recording\":1}\n[0.1, \"o\", \"h\\u00e9\\n\"]\n[0.2, \"ob\", 3]\n\u{0}\u{1}\u{2}\n[0.3, \"e\", \"err\"]\n[0.4, \"ib\", 2]\nab\n[0.5, \"r\", \"80x24\"]\n[0.6, \"x\", 0]\n";
+        assert_eq!(
+            tallied(transcript.as_bytes()),
+            Traffic {
+                output: 4 + 3,
+                stderr: 3,
+                input: 2
+            }
+        );
+        // Counts-only formats: the last counts event is the whole.
+        let counts = b"{\"vestibule_recording\":1}\n[1.0, \"n\", {\"output\": 5, \"stderr\": 0, \"input\": 9}]\n[2.0, \"n\", {\"output\": 7, \"stderr\": 1, \"input\": 9}]\n";
+        assert_eq!(
+            tallied(counts),
+            Traffic {
+                output: 7,
+                stderr: 1,
+                input: 9
+            }
+        );
+        // A torn last record adds nothing.
+        assert_eq!(tallied(&transcript.as_bytes()[..60]).output, 4);
     }
 }

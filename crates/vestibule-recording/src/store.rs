@@ -20,7 +20,7 @@ use crate::meta::{
     update_meta,
 };
 use crate::recorder::{Active, Ending, RecordingSummary, SessionRecorder, Shared};
-use crate::records::RecordBuffer;
+use crate::records::{RecordBuffer, tally};
 use crate::s3::S3Backend;
 use crate::sink::Sink;
 use crate::writer::{self, WriterEnd, WriterSetup};
@@ -97,11 +97,13 @@ fn check_free(dir: &Path, min_free: u64) -> Result<(), RecordingError> {
     Ok(())
 }
 
-/// Cut a record a crash left half written, so every record parses.
-fn drop_torn_record(f: &mut File) -> std::io::Result<()> {
+/// Cut a record a crash left half written, so every record parses; returns
+/// the byte counts the whole records hold.
+fn drop_torn_record(f: &mut File) -> std::io::Result<Traffic> {
     let len = f.metadata()?.len();
     f.seek(SeekFrom::Start(0))?;
     let mut records = RecordBuffer::default();
+    let mut traffic = Traffic::default();
     let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = f.read(&mut buf)?;
@@ -109,13 +111,16 @@ fn drop_torn_record(f: &mut File) -> std::io::Result<()> {
             break;
         }
         records.feed(&buf[..n]);
-        let Ok(()) = records.drain(|_| Ok::<_, std::convert::Infallible>(()));
+        let Ok(()) = records.drain(|record| {
+            tally(&record, &mut traffic);
+            Ok::<_, std::convert::Infallible>(())
+        });
     }
     if records.consumed < len {
         f.set_len(records.consumed)?;
         f.sync_all()?;
     }
-    Ok(())
+    Ok(traffic)
 }
 
 /// Recordings whose writer is gone but which still say "recording" become
@@ -148,7 +153,7 @@ fn recover_one(dir: &Path, info: &RecordingInfo, s3: bool) -> Result<bool, Recor
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(RecordingError::io("open", path, e)),
     };
-    let (sha256, bytes, ended) = match file {
+    let (sha256, bytes, ended, traffic) = match file {
         Some(mut f) => {
             match f.try_lock() {
                 Ok(()) => {}
@@ -156,16 +161,17 @@ fn recover_one(dir: &Path, info: &RecordingInfo, s3: bool) -> Result<bool, Recor
                 Err(TryLockError::WouldBlock) => return Ok(false),
                 Err(TryLockError::Error(e)) => return Err(RecordingError::io("lock", path, e)),
             }
-            drop_torn_record(&mut f).map_err(|e| RecordingError::io("repair", path, e))?;
+            let traffic =
+                drop_torn_record(&mut f).map_err(|e| RecordingError::io("repair", path, e))?;
             let (sha, bytes) = hash_file(path)?;
             let ended = f
                 .metadata()
                 .and_then(|m| m.modified())
                 .map(DateTime::<Utc>::from)
                 .unwrap_or_else(|_| Utc::now());
-            (Some(sha), bytes, ended)
+            (Some(sha), bytes, ended, Some(traffic))
         }
-        None => (None, 0, Utc::now()),
+        None => (None, 0, Utc::now(), None),
     };
     let (changed, _) = update_meta(dir, &info.id, |i| {
         if i.state != State::Recording {
@@ -175,6 +181,11 @@ fn recover_one(dir: &Path, info: &RecordingInfo, s3: bool) -> Result<bool, Recor
         i.ended = Some(ended);
         i.bytes = bytes;
         i.sha256 = sha256;
+        // Counts are written only when a recording finishes: what the file
+        // holds is the best account left of what crossed the channel.
+        if let Some(traffic) = traffic {
+            i.traffic = traffic;
+        }
         i.upload_pending = s3 && bytes > 0;
         i.problem = Some("the recording process stopped before the session ended".into());
         true

@@ -72,6 +72,8 @@ async fn kill_9_leaves_a_readable_recording_marked_incomplete_at_the_next_open()
     let out = text(&l, "o");
     assert!(out.starts_with("flushed-before-crash "));
     assert!(!out.contains("never-flushed"));
+    // The counts, never written by the dead process, are what the file holds.
+    assert_eq!(info.traffic.output, out.len() as u64);
     assert_eq!(info.bytes, std::fs::metadata(&path).unwrap().len());
     let reports = store.verify(Some(&id)).await.unwrap();
     assert_eq!(reports[0].outcome, VerifyOutcome::Ok);
