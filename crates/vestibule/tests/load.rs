@@ -98,8 +98,18 @@ fn a_gateway_killed_during_bulk_transfers_leaves_every_recording_readable() {
         (live.len() == sessions).then_some(())
     })
     .expect("every transfer under way");
-    // Past a few recording flushes, with the data still moving.
-    std::thread::sleep(Duration::from_secs(3));
+    // Killed once every download has over 1 MiB of its recording on disk (a
+    // few flushes in), with the data still moving. Uploads keep only counts.
+    let recordings_dir = w.gw.data_dir().join("recordings");
+    wait_until(Duration::from_secs(60), || {
+        let big = std::fs::read_dir(&recordings_dir)
+            .ok()?
+            .filter_map(|entry| entry.ok()?.metadata().ok())
+            .filter(|meta| meta.len() > 1 << 20)
+            .count();
+        (big >= BULK_EACH_WAY).then_some(())
+    })
+    .expect("every download recorded in part");
     w.gw.crash_and_restart();
     for client in &mut clients {
         let status = client
