@@ -99,7 +99,7 @@ fn check_free(dir: &Path, min_free: u64) -> Result<(), RecordingError> {
 
 /// Cut a record a crash left half written, so every record parses; returns
 /// the byte counts the whole records hold.
-fn drop_torn_record(f: &mut File) -> std::io::Result<Traffic> {
+fn cut_torn_tail_and_count(f: &mut File) -> std::io::Result<Traffic> {
     let len = f.metadata()?.len();
     f.seek(SeekFrom::Start(0))?;
     let mut records = RecordBuffer::default();
@@ -161,8 +161,8 @@ fn recover_one(dir: &Path, info: &RecordingInfo, s3: bool) -> Result<bool, Recor
                 Err(TryLockError::WouldBlock) => return Ok(false),
                 Err(TryLockError::Error(e)) => return Err(RecordingError::io("lock", path, e)),
             }
-            let traffic =
-                drop_torn_record(&mut f).map_err(|e| RecordingError::io("repair", path, e))?;
+            let traffic = cut_torn_tail_and_count(&mut f)
+                .map_err(|e| RecordingError::io("repair", path, e))?;
             let (sha, bytes) = hash_file(path)?;
             let ended = f
                 .metadata()
