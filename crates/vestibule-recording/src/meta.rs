@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::RecordingError;
+use crate::events::Stream;
 
 /// What the gateway knows about a session channel when it starts recording it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +159,16 @@ pub struct Traffic {
     pub stderr: u64,
     /// Person to target.
     pub input: u64,
+}
+
+impl Traffic {
+    pub(crate) fn add(&mut self, stream: Stream, len: u64) {
+        match stream {
+            Stream::Output => self.output += len,
+            Stream::Stderr => self.stderr += len,
+            Stream::Input => self.input += len,
+        }
+    }
 }
 
 /// The sidecar metadata of one recording.

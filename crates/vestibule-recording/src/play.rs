@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::RecordingError;
+use crate::events::Stream;
 use crate::meta::{Mode, RecordingInfo};
-use crate::records::{Split, parse_event, split_record};
+use crate::records::{Split, parse_event, split_record, stream_of};
 use crate::sftp::SftpOp;
 
 /// How to replay a terminal session.
@@ -87,12 +88,11 @@ pub(crate) struct Transcript {
 }
 
 fn stream_index(code: &str) -> Option<(usize, &'static str)> {
-    match code {
-        "o" | "ob" => Some((0, "out")),
-        "e" | "eb" => Some((1, "err")),
-        "i" | "ib" => Some((2, "in ")),
-        _ => None,
-    }
+    Some(match stream_of(code)? {
+        Stream::Output => (0, "out"),
+        Stream::Stderr => (1, "err"),
+        Stream::Input => (2, "in "),
+    })
 }
 
 pub(crate) fn describe_op(op: &SftpOp) -> String {

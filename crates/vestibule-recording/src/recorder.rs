@@ -172,11 +172,7 @@ impl SessionRecorder {
         let len = data.len() as u64;
         self.event(
             |enc, t, buf| enc.data(t, stream, data, buf),
-            |a| match stream {
-                Stream::Output => a.traffic.output += len,
-                Stream::Stderr => a.traffic.stderr += len,
-                Stream::Input => a.traffic.input += len,
-            },
+            |a| a.traffic.add(stream, len),
         )
     }
 

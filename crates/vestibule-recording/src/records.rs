@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::events::Stream;
 use crate::meta::Traffic;
 
 /// One event of a recording.
@@ -76,24 +77,27 @@ pub(crate) fn tally(record: &Split<'_>, traffic: &mut Traffic) {
     let Some((_, code, data)) = parse_event(record.line) else {
         return;
     };
-    let len = match (record.blob, &data) {
-        (Some(blob), _) => blob.len(),
-        (None, Value::String(text)) => text.len(),
-        (None, counts) => {
-            if code == "n"
-                && let Ok(counts) = serde_json::from_value::<Traffic>(counts.clone())
-            {
-                *traffic = counts;
-            }
-            return;
-        }
-    };
-    let len = len as u64;
-    match code.as_str() {
-        "o" | "ob" => traffic.output += len,
-        "e" | "eb" => traffic.stderr += len,
-        "i" | "ib" => traffic.input += len,
-        _ => {}
+    if let Some(stream) = stream_of(&code) {
+        let len = match (record.blob, &data) {
+            (Some(blob), _) => blob.len(),
+            (None, Value::String(text)) => text.len(),
+            _ => return,
+        };
+        traffic.add(stream, len as u64);
+    } else if code == "n"
+        && let Ok(counts) = serde_json::from_value::<Traffic>(data)
+    {
+        *traffic = counts;
+    }
+}
+
+/// The stream a data event's code (`o`, `ob`, `e`, `eb`, `i`, `ib`) carries.
+pub(crate) fn stream_of(code: &str) -> Option<Stream> {
+    match code {
+        "o" | "ob" => Some(Stream::Output),
+        "e" | "eb" => Some(Stream::Stderr),
+        "i" | "ib" => Some(Stream::Input),
+        _ => None,
     }
 }
 
