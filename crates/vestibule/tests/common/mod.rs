@@ -473,6 +473,12 @@ fn write_lines_atomically(path: &Path, lines: &[String]) {
     fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
 }
 
+/// `SetEnv SHLVL=1`: bash sources `~/.bashrc` for a command sshd runs only
+/// when it is a top-level shell (SHLVL below 2), and root's `~/.bashrc` on the
+/// machines this runs on starts pyenv, which takes about 160 ms of CPU and
+/// one global lock file per session. Under a few hundred concurrent sessions
+/// commands then waited up to a minute to start, which looked like a slow
+/// gateway. Targets here run the test's commands, not the host's dotfiles.
 fn write_sshd_config(d: &Path, port: u16, extra: &[&str]) {
     let mut text = format!(
         "Port {port}\n\
@@ -488,6 +494,7 @@ fn write_sshd_config(d: &Path, port: u16, extra: &[&str]) {
          UsePAM no\n\
          LogLevel VERBOSE\n\
          AllowTcpForwarding yes\n\
+         SetEnv SHLVL=1\n\
          Subsystem sftp /usr/lib/openssh/sftp-server\n",
         d = d.display()
     );
