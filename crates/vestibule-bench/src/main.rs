@@ -33,7 +33,7 @@ use clap::Parser;
 
 use crate::report::Results;
 use crate::stats::CpuMeter;
-use crate::world::{Recording, World};
+use crate::world::{ClientAlgorithms, Recording, World};
 
 #[derive(Parser)]
 #[command(about = "Benchmark Vestibule against direct ssh and OpenSSH ProxyJump on 127.0.0.1")]
@@ -62,6 +62,13 @@ struct Args {
     /// chacha20-poly1305 first.
     #[arg(long)]
     cipher: Option<String>,
+    /// The one key exchange the client offers on every path (e.g.
+    /// `curve25519-sha256`, to compare paths on equal terms: by default the
+    /// client picks `sntrup761x25519-sha512` with OpenSSH servers, which
+    /// costs this machine about 130 ms per connection, and Vestibule does not
+    /// offer it).
+    #[arg(long)]
+    kex: Option<String>,
     /// Run only these parts (e.g. `--only bulk` while profiling the gateway).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
@@ -183,7 +190,11 @@ fn main() -> Result<()> {
     if args.recording_sync == Switch::Off {
         settings.push("sync_on_flush = false".into());
     }
-    let world = World::setup(&bin, args.recording, &settings, args.cipher.as_deref())?;
+    let client = ClientAlgorithms {
+        cipher: args.cipher.clone(),
+        kex: args.kex.clone(),
+    };
+    let world = World::setup(&bin, args.recording, &settings, &client)?;
     world.check_paths()?;
     results.paths = world
         .paths

@@ -73,14 +73,22 @@ pub struct World {
     _tmp: TempDir,
 }
 
+/// What the `ssh` client is limited to on every path and hop (`Ciphers` and
+/// `KexAlgorithms` in its config); `None` leaves OpenSSH's default order.
+#[derive(Debug, Default)]
+pub struct ClientAlgorithms {
+    pub cipher: Option<String>,
+    /// Lets paths be compared on one key exchange: the stock client picks
+    /// sntrup761 with OpenSSH servers, which Vestibule does not offer.
+    pub kex: Option<String>,
+}
+
 impl World {
-    /// `cipher`: the client's only cipher on every path and hop (`Ciphers` in
-    /// its config); `None` leaves OpenSSH's default order.
     pub fn setup(
         vestibule_bin: &std::path::Path,
         recording: Recording,
         recording_settings: &[String],
-        cipher: Option<&str>,
+        client: &ClientAlgorithms,
     ) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("vestibule-bench-")
@@ -146,9 +154,16 @@ impl World {
                  \x20 GlobalKnownHostsFile /dev/null\n\
                  \x20 LogLevel ERROR\n\
                  \x20 ControlMaster no\n\
-                 \x20 ControlPath none\n{ciphers}",
+                 \x20 ControlPath none\n{ciphers}{kex}",
                 key = key.display(),
-                ciphers = cipher.map_or(String::new(), |c| format!("  Ciphers {c}\n")),
+                ciphers = client
+                    .cipher
+                    .as_ref()
+                    .map_or(String::new(), |c| format!("  Ciphers {c}\n")),
+                kex = client
+                    .kex
+                    .as_ref()
+                    .map_or(String::new(), |k| format!("  KexAlgorithms {k}\n")),
             ),
         )?;
         Ok(Self {

@@ -15,6 +15,7 @@ use vestibule_authz::{ForwardGrant, SessionGrant};
 use vestibule_core::{HostKeyPolicy, TargetCredential};
 use vestibule_store::Store;
 
+use crate::quickack::QuickAckStream;
 use crate::{Shared, certs};
 
 /// Why the gateway could not reach or use a target. `Display` is the line shown
@@ -86,9 +87,8 @@ impl TargetLink {
         {
             Err(_) => return Err(unreachable(no_answer(timeout))),
             Ok(Err(e)) => return Err(unreachable(describe_io(&e))),
-            Ok(Ok(stream)) => stream,
+            Ok(Ok(stream)) => QuickAckStream::new(stream),
         };
-        let _ = stream.set_nodelay(true);
         let verdict = Arc::new(Mutex::new(None));
         let policy = match &target.host_key {
             // No CA of its own: the gateway-wide list of target host CAs.

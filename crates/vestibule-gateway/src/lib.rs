@@ -24,6 +24,7 @@ pub mod events;
 mod front;
 mod live;
 pub mod pump;
+mod quickack;
 pub mod route;
 
 use std::sync::{Arc, RwLock};
@@ -190,7 +191,7 @@ impl Gateway {
             let (socket, peer) = listener.accept().await?;
             let shared = self.shared.clone();
             tokio::spawn(async move {
-                let _ = socket.set_nodelay(true);
+                let socket = quickack::QuickAckStream::new(socket);
                 let config = match shared.front_config().await {
                     Ok(config) => config,
                     Err(error) => {
