@@ -109,10 +109,6 @@ impl Sshd {
     }
 }
 
-/// `SetEnv SHLVL=1` keeps the host's `~/.bashrc` out of every measured
-/// command (bash sources it only for a top-level shell run by sshd): root's
-/// starts pyenv here, about 160 ms of CPU per session on every path, which
-/// measures the machine's dotfiles rather than the path.
 fn write_config(d: &Path, port: u16, extra: &[&str]) -> Result<()> {
     let mut text = format!(
         "Port {port}\n\
@@ -128,7 +124,6 @@ fn write_config(d: &Path, port: u16, extra: &[&str]) -> Result<()> {
          UsePAM no\n\
          MaxStartups 200:30:400\n\
          MaxSessions 100\n\
-         SetEnv SHLVL=1\n\
          Subsystem sftp /usr/lib/openssh/sftp-server\n",
         d = d.display()
     );
