@@ -6,10 +6,10 @@
 //! channel is set up), so a small packet written while an earlier one is not
 //! yet acknowledged waits for that acknowledgement. Linux holds back an ACK
 //! for up to 40 ms when the receiver has nothing to send, which is just what
-//! a gateway does while it thinks. tcpdump on loopback showed it twice in
-//! every connection: the client's key-exchange packet waited 41 ms behind its
-//! KEXINIT, and sshd's reply to the exec request waited 41 ms on the target
-//! leg. Setting `TCP_QUICKACK` after a read sends the pending ACK at once
+//! a gateway does while it thinks. tcpdump on loopback showed it on both
+//! legs: the client's key-exchange packet waited 41 ms behind its KEXINIT
+//! (in two of three connections), and sshd's reply to the exec request
+//! waited 41 ms on the target leg (in every one). Setting `TCP_QUICKACK` after a read sends the pending ACK at once
 //! (the kernel clears the flag again on its own, hence after each read).
 //!
 //! Only a connection's first reads do it: they carry the handshake,
