@@ -13,6 +13,7 @@ use crate::{AuditError, WriterOptions};
 /// [audit]
 /// checkpoint_every = 1000
 /// checkpoint_interval = "60s"
+/// record_linger = "50ms"
 ///
 /// [[audit.sinks]]
 /// name = "siem"
@@ -31,6 +32,10 @@ pub struct AuditConfig {
     pub max_file_bytes: u64,
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// How long events nobody waits for may wait for company before their
+    /// group commit (`0s`: each is synced as soon as the writer takes it).
+    #[serde(default = "default_record_linger", with = "duration_str")]
+    pub record_linger: Duration,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
 }
@@ -51,6 +56,14 @@ fn default_queue_capacity() -> usize {
     WriterOptions::default().queue_capacity
 }
 
+fn default_record_linger() -> Duration {
+    WriterOptions::default().record_linger
+}
+
+/// Longer would leave events only in memory for longer than a SIEM or an
+/// operator would expect of an audit trail.
+const MAX_RECORD_LINGER: Duration = Duration::from_secs(1);
+
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
@@ -58,6 +71,7 @@ impl Default for AuditConfig {
             checkpoint_interval: default_checkpoint_interval(),
             max_file_bytes: default_max_file_bytes(),
             queue_capacity: default_queue_capacity(),
+            record_linger: default_record_linger(),
             sinks: Vec::new(),
         }
     }
@@ -72,6 +86,7 @@ impl AuditConfig {
             checkpoint_interval: self.checkpoint_interval,
             max_file_bytes: self.max_file_bytes,
             queue_capacity: self.queue_capacity,
+            record_linger: self.record_linger,
             ..WriterOptions::default()
         }
     }
@@ -83,6 +98,12 @@ impl AuditConfig {
             return Err(AuditError::Config(
                 "checkpoint_every must be at least 1".into(),
             ));
+        }
+        if self.record_linger > MAX_RECORD_LINGER {
+            return Err(AuditError::Config(format!(
+                "record_linger must be at most {}ms",
+                MAX_RECORD_LINGER.as_millis()
+            )));
         }
         let mut names = HashSet::new();
         for sink in &self.sinks {

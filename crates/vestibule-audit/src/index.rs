@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use sqlx::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use crate::reader::LogTail;
 use crate::{AuditError, AuditEvent, StoredEvent, Timestamp};
@@ -97,6 +97,29 @@ pub struct SearchFilter {
     pub order: Order,
 }
 
+/// Ten bound values a row, well under SQLite's limit of 32,766 a statement.
+const ROWS_PER_STATEMENT: usize = 256;
+
+fn insert_statement(rows: &[(u64, String, IndexMeta, String)]) -> QueryBuilder<Sqlite> {
+    let mut statement = QueryBuilder::new(
+        "INSERT OR REPLACE INTO audit_events \
+         (seq, hash, ts_ms, action, outcome, user_name, target, session_id, source_ip, event) ",
+    );
+    statement.push_values(rows, |mut row, (seq, hash, meta, json)| {
+        row.push_bind(i64::try_from(*seq).unwrap_or(i64::MAX))
+            .push_bind(hash.as_str())
+            .push_bind(meta.ts_ms)
+            .push_bind(meta.action.as_str())
+            .push_bind(meta.outcome.as_deref())
+            .push_bind(meta.user.as_deref())
+            .push_bind(meta.target.as_deref())
+            .push_bind(meta.session.as_deref())
+            .push_bind(meta.source_ip.as_deref())
+            .push_bind(json.as_str());
+    });
+    statement
+}
+
 #[derive(Clone, Debug)]
 pub struct AuditIndex {
     pool: SqlitePool,
@@ -119,33 +142,28 @@ impl AuditIndex {
         Ok(max.and_then(|m| u64::try_from(m).ok()).unwrap_or(0))
     }
 
-    /// (seq, hash, columns, canonical event JSON) in one transaction.
+    /// (seq, hash, columns, canonical event JSON) in one transaction. Rows go
+    /// in multi-row statements: each statement is a round trip to the
+    /// database's thread, and a connection's events arrive together.
     pub(crate) async fn insert(
         &self,
         rows: &[(u64, String, IndexMeta, String)],
     ) -> Result<(), AuditError> {
-        let mut tx = self.pool.begin().await?;
-        for (seq, hash, meta, json) in rows {
-            sqlx::query(
-                "INSERT OR REPLACE INTO audit_events
-                 (seq, hash, ts_ms, action, outcome, user_name, target, session_id, source_ip, event)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
-            .bind(hash.as_str())
-            .bind(meta.ts_ms)
-            .bind(meta.action.as_str())
-            .bind(meta.outcome.as_deref())
-            .bind(meta.user.as_deref())
-            .bind(meta.target.as_deref())
-            .bind(meta.session.as_deref())
-            .bind(meta.source_ip.as_deref())
-            .bind(json.as_str())
-            .execute(&mut *tx)
-            .await?;
+        match rows.len() {
+            0 => Ok(()),
+            n if n <= ROWS_PER_STATEMENT => {
+                insert_statement(rows).build().execute(&self.pool).await?;
+                Ok(())
+            }
+            _ => {
+                let mut tx = self.pool.begin().await?;
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    insert_statement(chunk).build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Index the events after `after` up to `upto` from the files in `dir`;

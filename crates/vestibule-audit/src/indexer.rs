@@ -18,10 +18,10 @@ use crate::reader::LogTail;
 const BATCH: usize = 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// After the head moves, how long to let further commits gather before
-/// indexing them in one transaction. One connection makes about seven
-/// commits over its first 100 ms; indexing each alone cost a file open and a
-/// database write apiece. Searches do not wait for this: `audit search`
-/// catches the index up to the witness first.
+/// indexing them in one statement. Many connections' commits arrive within
+/// this; indexing each alone cost a file open and a database write apiece.
+/// Searches do not wait for this: `audit search` catches the index up to the
+/// witness first.
 const COALESCE: Duration = Duration::from_millis(100);
 
 #[derive(Default)]

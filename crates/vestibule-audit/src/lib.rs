@@ -17,6 +17,7 @@
 //! The log file is the source of truth: the index and every sink are derived
 //! from it and can be rebuilt or caught up from it.
 
+mod batch;
 mod chain;
 pub mod cli;
 mod config;

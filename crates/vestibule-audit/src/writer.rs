@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::batch::{Ack, Batch, Command, Control, ShutdownAck};
 use crate::index::AuditIndex;
 use crate::indexer::{self, IndexProgress};
 use crate::key::AuditKey;
@@ -32,6 +33,11 @@ pub struct WriterOptions {
     /// Events that may wait for the writer; `append` waits for room beyond
     /// this, `record` drops.
     pub queue_capacity: usize,
+    /// How long a batch of `record` events alone (nobody waits on them)
+    /// stays open for more before it is written and synced. A connection's
+    /// events then share a sync or two instead of one each; an `append`, a
+    /// checkpoint or a shutdown closes the batch at once.
+    pub record_linger: Duration,
     /// Where committed events are indexed for search, if anywhere. A task
     /// follows the durable head, so the database never delays a commit.
     pub index: Option<AuditIndex>,
@@ -45,10 +51,15 @@ impl Default for WriterOptions {
             max_file_bytes: 64 * 1024 * 1024,
             max_batch: 1024,
             queue_capacity: 8192,
+            record_linger: DEFAULT_RECORD_LINGER,
             index: None,
         }
     }
 }
+
+/// Long enough for the events at a session's end (ended, recording stored)
+/// to share a commit, short enough that a SIEM sees them at once.
+const DEFAULT_RECORD_LINGER: Duration = Duration::from_millis(50);
 
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,17 +94,6 @@ struct Counters {
     failed: AtomicU64,
     witness_failures: AtomicU64,
     index: Arc<IndexProgress>,
-}
-
-enum Command {
-    Event {
-        /// The event's canonical JSON, made by the caller so serialising is
-        /// spread over the callers rather than done by the one writer.
-        event: String,
-        ack: Option<oneshot::Sender<Result<u64, AuditError>>>,
-    },
-    Checkpoint(oneshot::Sender<Result<u64, AuditError>>),
-    Shutdown(oneshot::Sender<Result<(), AuditError>>),
 }
 
 /// Starts the writer task.
@@ -260,37 +260,6 @@ fn prepare(event: &AuditEvent) -> Result<String, AuditError> {
     Ok(crate::chain::canonical(&value))
 }
 
-enum Control {
-    Checkpoint(oneshot::Sender<Result<u64, AuditError>>),
-    Shutdown(ShutdownAck),
-}
-
-type Ack = oneshot::Sender<Result<u64, AuditError>>;
-
-/// What one turn of the loop took from the queue. A control command ends
-/// the batch so that it applies after exactly the events queued before it.
-#[derive(Default)]
-struct Batch {
-    events: Vec<String>,
-    acks: Vec<Option<Ack>>,
-    control: Option<Control>,
-}
-
-impl Batch {
-    fn take(&mut self, command: Command) {
-        match command {
-            Command::Event { event, ack } => {
-                self.events.push(event);
-                self.acks.push(ack);
-            }
-            Command::Checkpoint(ack) => self.control = Some(Control::Checkpoint(ack)),
-            Command::Shutdown(ack) => self.control = Some(Control::Shutdown(ack)),
-        }
-    }
-}
-
-type ShutdownAck = oneshot::Sender<Result<(), AuditError>>;
-
 async fn run(
     state: LogState,
     rx: mpsc::Receiver<Command>,
@@ -346,14 +315,9 @@ async fn run_loop(
         let mut closed = matches!(first, Some(None));
         let mut batch = Batch::default();
         if let Some(Some(command)) = first {
+            let linger_until = Instant::now() + options.record_linger;
             batch.take(command);
-        }
-        while batch.control.is_none() && !closed && batch.events.len() < max_batch {
-            match rx.try_recv() {
-                Ok(command) => batch.take(command),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
-            }
+            closed = batch.gather(&mut rx, max_batch, linger_until).await;
         }
         let Batch {
             events,
@@ -482,6 +446,46 @@ mod tests {
         assert_eq!(handle.append(event()).await.unwrap(), 1);
         let stats = handle.stats();
         assert_eq!((stats.failed, stats.events_written, stats.seq), (1, 1, 1));
+        handle.shutdown().await.unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_wait_for_company_and_an_append_takes_them_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WriterOptions {
+            record_linger: Duration::from_secs(1),
+            ..WriterOptions::default()
+        };
+        let (handle, task) = AuditWriter::spawn(dir.path(), AuditKey::generate(), options)
+            .await
+            .unwrap();
+        let event = || AuditEvent::new(Action::SessionStart, Outcome::Success);
+        handle.record(event());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        handle.record(event());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(handle.stats().batches, 0, "nothing written while lingering");
+        let started = std::time::Instant::now();
+        assert_eq!(handle.append(event()).await.unwrap(), 3);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the append did not linger"
+        );
+        let stats = handle.stats();
+        assert_eq!((stats.batches, stats.events_written), (1, 3));
+
+        handle.record(event());
+        let mut head = handle.head();
+        tokio::time::timeout(Duration::from_secs(5), head.wait_for(|seq| *seq == 4))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            handle.stats().batches,
+            2,
+            "a lone record is written after the linger"
+        );
         handle.shutdown().await.unwrap();
         task.await.unwrap().unwrap();
     }

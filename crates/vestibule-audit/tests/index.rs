@@ -151,6 +151,26 @@ async fn reindex_rebuilds_and_start_catches_up() {
 }
 
 #[tokio::test]
+async fn a_rebuild_in_batches_of_several_statements_indexes_every_event_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("audit");
+    // 700 events: a first batch of 500 rows (two statements) and one of 200.
+    common::write_log(&dir, 700, 1000).await;
+    let index = AuditIndex::open(pool(root.path()).await).await.unwrap();
+    assert_eq!(index.reindex(&dir).await.unwrap(), 700);
+    assert_eq!(index.max_seq().await.unwrap(), 700);
+    let all = index
+        .search(&SearchFilter {
+            limit: 1000,
+            order: Order::OldestFirst,
+            ..SearchFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&all), (1..=700).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn the_search_command_prints_a_table_or_json() {
     let root = tempfile::tempdir().unwrap();
     let index = indexed_log(root.path()).await;
