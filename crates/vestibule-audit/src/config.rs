@@ -118,3 +118,29 @@ impl AuditConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> AuditConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn record_linger_is_read_and_bounded() {
+        assert_eq!(
+            parse("").writer_options().record_linger,
+            Duration::from_millis(50)
+        );
+        let none = parse("record_linger = \"0s\"");
+        none.validate().unwrap();
+        assert_eq!(none.writer_options().record_linger, Duration::ZERO);
+        let long = parse("record_linger = \"2s\"");
+        let error = long.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("record_linger must be at most 1000ms"),
+            "{error}"
+        );
+    }
+}

@@ -11,9 +11,10 @@ use crate::world::{PathKind, World};
 
 /// Pause after each run so that the gateway's teardown work lands in the
 /// window of the run that caused it, and sshd children have exited. Longer
-/// than the audit indexer's coalescing window (100 ms), whose indexing of a
-/// run's events would otherwise be counted to the next path.
-pub const SETTLE: Duration = Duration::from_millis(150);
+/// than the audit writer's linger for a session's last events (50 ms) plus
+/// the indexer's coalescing window (100 ms), whose indexing of a run's events
+/// would otherwise be counted to the next path.
+pub const SETTLE: Duration = Duration::from_millis(250);
 
 #[derive(Serialize)]
 pub struct ConnectResult {

@@ -120,15 +120,25 @@ impl Gateway {
     }
 }
 
+/// Settings the run changes in the gateways' `vestibule.toml`, each a
+/// `key = value` line.
+#[derive(Debug, Clone, Default)]
+pub struct GatewaySettings {
+    /// `[recording]`, for the recording gateway only.
+    pub recording: Vec<String>,
+    /// `[audit]`, for every gateway.
+    pub audit: Vec<String>,
+}
+
 /// `vestibule init` into `data_dir`, then change its `vestibule.toml` for
 /// the run: recording off (`record = false`), or extra `[recording]`
-/// settings (`key = value` lines, e.g. no fdatasync at each flush), to price
-/// each.
+/// settings (`key = value` lines, e.g. no fdatasync at each flush), or extra
+/// `[audit]` settings, to price each.
 pub fn init_for_bench(
     bin: &Path,
     data_dir: &Path,
     record: bool,
-    settings: &[String],
+    settings: &GatewaySettings,
 ) -> Result<()> {
     let status = Command::new(bin)
         .arg("init")
@@ -145,24 +155,39 @@ pub fn init_for_bench(
         anyhow::ensure!(off != text, "vestibule.toml has no recording.enabled line");
         text = off;
     }
-    if record && !settings.is_empty() {
-        for line in settings {
-            anyhow::ensure!(
-                line.contains('=') && !line.contains('\n'),
-                "a recording setting is one `key = value` line, not {line:?}"
-            );
-        }
-        let changed = text.replace(
-            "buffer_limit_bytes =",
-            &format!("{}\nbuffer_limit_bytes =", settings.join("\n")),
-        );
-        anyhow::ensure!(
-            changed != text,
-            "vestibule.toml has no recording.buffer_limit_bytes line"
-        );
-        text = changed;
+    if record {
+        text = insert_before(&text, "buffer_limit_bytes =", &settings.recording)?;
     }
+    text = insert_before(&text, "checkpoint_every =", &settings.audit)?;
     write_file(&config, &text)
+}
+
+/// `text` with each of `lines` (`key = value`) set: the line of that key
+/// replaced where the file has one, else added before the line that starts
+/// with `anchor`, so it lands in that line's section.
+fn insert_before(text: &str, anchor: &str, lines: &[String]) -> Result<String> {
+    let mut text = text.to_owned();
+    for line in lines {
+        let Some((key, _)) = line.split_once('=').filter(|_| !line.contains('\n')) else {
+            anyhow::bail!("a setting is one `key = value` line, not {line:?}");
+        };
+        let key = format!("{} =", key.trim());
+        let existing = text
+            .lines()
+            .find(|l| l.starts_with(&key))
+            .map(str::to_owned);
+        text = match existing {
+            Some(old) => text.replacen(&old, line, 1),
+            None => {
+                anyhow::ensure!(
+                    text.contains(anchor),
+                    "vestibule.toml has no {anchor:?} line"
+                );
+                text.replacen(anchor, &format!("{line}\n{anchor}"), 1)
+            }
+        };
+    }
+    Ok(text)
 }
 
 fn parse_ssh_port(line: &str) -> Option<u16> {
@@ -180,7 +205,23 @@ pub fn write_file(path: &Path, text: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ssh_port;
+    use super::{insert_before, parse_ssh_port};
+
+    #[test]
+    fn a_setting_replaces_its_key_or_joins_the_anchor_section() {
+        let toml = "[audit]\ncheckpoint_every = 1000\nrecord_linger = \"50ms\"\n[recording]\n";
+        let set = |line: &str| insert_before(toml, "checkpoint_every =", &[line.to_owned()]);
+        assert_eq!(
+            set("record_linger = \"0s\"").unwrap(),
+            "[audit]\ncheckpoint_every = 1000\nrecord_linger = \"0s\"\n[recording]\n"
+        );
+        assert_eq!(
+            set("max_batch = 1").unwrap(),
+            "[audit]\nmax_batch = 1\ncheckpoint_every = 1000\nrecord_linger = \"50ms\"\n[recording]\n"
+        );
+        assert!(set("no equals sign").is_err());
+        assert!(insert_before(toml, "absent =", &["a = 1".to_owned()]).is_err());
+    }
 
     #[test]
     fn parses_the_listening_line() {

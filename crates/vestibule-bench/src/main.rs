@@ -31,6 +31,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::Parser;
 
+use crate::gateway::GatewaySettings;
 use crate::report::Results;
 use crate::stats::CpuMeter;
 use crate::world::{ClientAlgorithms, Recording, World};
@@ -57,6 +58,10 @@ struct Args {
     /// (e.g. `--recording-set direct_io=false`, to price one); repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     recording_set: Vec<String>,
+    /// An `[audit]` setting for every gateway, as a TOML line (e.g.
+    /// `--audit-set 'record_linger = "0s"'`, to price one); repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    audit_set: Vec<String>,
     /// The one cipher the client offers on every path (e.g.
     /// `aes128-gcm@openssh.com`); by default OpenSSH's own order, which puts
     /// chacha20-poly1305 first.
@@ -186,9 +191,12 @@ fn main() -> Result<()> {
     }
 
     eprintln!("setting up target sshd, bastion sshd and vestibule...");
-    let mut settings = args.recording_set.clone();
+    let mut settings = GatewaySettings {
+        recording: args.recording_set.clone(),
+        audit: args.audit_set.clone(),
+    };
     if args.recording_sync == Switch::Off {
-        settings.push("sync_on_flush = false".into());
+        settings.recording.push("sync_on_flush = false".into());
     }
     let client = ClientAlgorithms {
         cipher: args.cipher.clone(),

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use tempfile::TempDir;
 
-use crate::gateway::{self, Gateway};
+use crate::gateway::{self, Gateway, GatewaySettings};
 use crate::procs;
 use crate::sshd::{self, Sshd};
 
@@ -87,7 +87,7 @@ impl World {
     pub fn setup(
         vestibule_bin: &std::path::Path,
         recording: Recording,
-        recording_settings: &[String],
+        settings: &GatewaySettings,
         client: &ClientAlgorithms,
     ) -> Result<Self> {
         let tmp = tempfile::Builder::new()
@@ -121,7 +121,7 @@ impl World {
                 &root,
                 name,
                 record,
-                recording_settings,
+                settings,
                 &target,
                 &pub_path,
             )
@@ -298,7 +298,7 @@ fn enrolled_gateway(
     root: &std::path::Path,
     name: &str,
     record: bool,
-    settings: &[String],
+    settings: &GatewaySettings,
     target: &Sshd,
     client_pub: &std::path::Path,
 ) -> Result<Gateway> {

@@ -100,6 +100,9 @@ grace_secs = 60
 # Sign a checkpoint every this many events, or this long after the first unsigned one.
 checkpoint_every = 1000
 checkpoint_interval = "60s"
+# Events nobody waits for (all but a session's start) may wait this long for
+# others to share their sync; "0s" syncs each at once.
+record_linger = "50ms"
 # SIEM export: any number of sinks, each catching up from its own cursor after an
 # outage. Examples (see docs/audit-events.md):
 # [[audit.sinks]]
