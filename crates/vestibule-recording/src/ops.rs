@@ -49,6 +49,22 @@ impl RecordingStore {
         blocking(move || meta::list_meta(&dir)).await
     }
 
+    /// Bytes of finished recordings waiting in the spool for object storage.
+    /// Without object storage nothing ever waits, so the answer costs no I/O;
+    /// with it, every recording's metadata is read.
+    pub async fn upload_backlog_bytes(&self) -> Result<u64, RecordingError> {
+        if self.inner.s3.is_none() {
+            return Ok(0);
+        }
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .filter(|r| r.upload_pending)
+            .map(|r| r.bytes)
+            .sum())
+    }
+
     pub async fn get(&self, id: &str) -> Result<RecordingInfo, RecordingError> {
         check_id(id)?;
         let path = meta_path(&self.inner.dir, id);

@@ -296,6 +296,8 @@ async fn s3_down_at_finish_keeps_the_recording_in_the_spool_until_a_retry_succee
     let info = store.get(&id).await.unwrap();
     assert!(info.upload_pending);
     assert_eq!(info.state, State::Complete);
+    assert_eq!(store.upload_backlog_bytes().await.unwrap(), info.bytes);
+    assert!(info.bytes > 0);
     // Readable from the spool meanwhile.
     assert_eq!(
         store.verify(Some(&id)).await.unwrap()[0].outcome,
@@ -312,6 +314,7 @@ async fn s3_down_at_finish_keeps_the_recording_in_the_spool_until_a_retry_succee
     assert!(!info.upload_pending);
     assert!(matches!(info.location, Location::S3 { .. }));
     assert!(object_path(&server, &format!("recordings/{id}.cast")).exists());
+    assert_eq!(store.upload_backlog_bytes().await.unwrap(), 0);
     // Back in service.
     store
         .start(meta(pty()))
