@@ -104,10 +104,6 @@ fn a_target_sshd_killed_mid_session_tells_the_person_and_is_recorded() {
     })
     .expect("a finished recording");
     assert_eq!(recordings[0]["state"], "complete", "{}", recordings[0]);
-    let ends =
-        w.gw.cli_ok(&["audit", "search", "--type", "session.end", "--json"]);
-    assert!(
-        ends.stdout_str().contains("closed the connection"),
-        "{ends}"
-    );
+    // Recorded, not awaited: it lands with the writer's next commit.
+    common::identity::found(&w, "session.end", "closed the connection");
 }

@@ -310,11 +310,7 @@ when { resource.hasTag("env") && resource.getTag("env") == "staging" };"#,
     w.exec_as(&bob, "bob:root@db1", "true")
         .assert_refused_with(&["you may request access"]);
     // Time to grant (request to first session) is in the audit trail.
-    let first =
-        w.gw.cli_ok(&["audit", "search", "--type", "request.first_use", "--json"]);
-    let line = first.stdout_str();
-    let event: serde_json::Value =
-        serde_json::from_str(line.lines().next().expect("one event")).unwrap();
+    let event = common::identity::found(&w, "request.first_use", id.as_str()).remove(0);
     let details = &event["event"]["vestibule"]["details"];
     assert_eq!(details["request_id"], id.as_str(), "{event}");
     assert!(details["time_to_grant_secs"].as_i64().is_some(), "{event}");

@@ -62,14 +62,7 @@ fn a_shell_session_replays_the_same_screen_text() {
     assert!(text.contains("recorded-42"));
     w.gw.cli_ok(&["recordings", "verify"]);
     // The audit trail holds the recording's hash.
-    let stored =
-        w.gw.cli_ok(&["audit", "search", "--type", "recording.stored", "--json"]);
-    assert!(
-        stored
-            .stdout_str()
-            .contains(rec["sha256"].as_str().unwrap()),
-        "{stored}"
-    );
+    common::identity::found(&w, "recording.stored", rec["sha256"].as_str().unwrap());
     // A changed file is found.
     let path = rec["location"]["path"]
         .as_str()
