@@ -156,36 +156,34 @@ pub fn init_for_bench(
         text = off;
     }
     if record {
-        text = insert_before(&text, "buffer_limit_bytes =", &settings.recording)?;
+        text = set_in_section(&text, "buffer_limit_bytes =", &settings.recording)?;
     }
-    text = insert_before(&text, "checkpoint_every =", &settings.audit)?;
+    text = set_in_section(&text, "checkpoint_every =", &settings.audit)?;
     write_file(&config, &text)
 }
 
-/// `text` with each of `lines` (`key = value`) set: the line of that key
-/// replaced where the file has one, else added before the line that starts
-/// with `anchor`, so it lands in that line's section.
-fn insert_before(text: &str, anchor: &str, lines: &[String]) -> Result<String> {
+/// `text` with each of `lines` (`key = value`) set in the section of the
+/// line that starts with `anchor`: that key's line there replaced, else the
+/// line added before the anchor. A key of the same name in another section
+/// is left alone.
+fn set_in_section(text: &str, anchor: &str, lines: &[String]) -> Result<String> {
     let mut text = text.to_owned();
     for line in lines {
         let Some((key, _)) = line.split_once('=').filter(|_| !line.contains('\n')) else {
             anyhow::bail!("a setting is one `key = value` line, not {line:?}");
         };
         let key = format!("{} =", key.trim());
-        let existing = text
-            .lines()
-            .find(|l| l.starts_with(&key))
-            .map(str::to_owned);
-        text = match existing {
-            Some(old) => text.replacen(&old, line, 1),
-            None => {
-                anyhow::ensure!(
-                    text.contains(anchor),
-                    "vestibule.toml has no {anchor:?} line"
-                );
-                text.replacen(anchor, &format!("{line}\n{anchor}"), 1)
-            }
+        let Some(at) = text.find(anchor) else {
+            anyhow::bail!("vestibule.toml has no {anchor:?} line");
         };
+        let start = text[..at].rfind("\n[").map_or(0, |i| i + 1);
+        let end = text[at..].find("\n[").map_or(text.len(), |i| at + i);
+        let section = &text[start..end];
+        let changed = match section.lines().find(|l| l.starts_with(&key)) {
+            Some(old) => section.replacen(old, line, 1),
+            None => section.replacen(anchor, &format!("{line}\n{anchor}"), 1),
+        };
+        text.replace_range(start..end, &changed);
     }
     Ok(text)
 }
@@ -205,12 +203,12 @@ pub fn write_file(path: &Path, text: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{insert_before, parse_ssh_port};
+    use super::{parse_ssh_port, set_in_section};
 
     #[test]
     fn a_setting_replaces_its_key_or_joins_the_anchor_section() {
         let toml = "[audit]\ncheckpoint_every = 1000\nrecord_linger = \"50ms\"\n[recording]\n";
-        let set = |line: &str| insert_before(toml, "checkpoint_every =", &[line.to_owned()]);
+        let set = |line: &str| set_in_section(toml, "checkpoint_every =", &[line.to_owned()]);
         assert_eq!(
             set("record_linger = \"0s\"").unwrap(),
             "[audit]\ncheckpoint_every = 1000\nrecord_linger = \"0s\"\n[recording]\n"
@@ -219,8 +217,14 @@ mod tests {
             set("max_batch = 1").unwrap(),
             "[audit]\nmax_batch = 1\ncheckpoint_every = 1000\nrecord_linger = \"50ms\"\n[recording]\n"
         );
+        // The same key in another section is not the one set.
+        let two = "[ssh]\nlisten = \"a\"\n[http]\nlisten = \"b\"\nport = 1\n";
+        assert_eq!(
+            set_in_section(two, "port =", &["listen = \"c\"".to_owned()]).unwrap(),
+            "[ssh]\nlisten = \"a\"\n[http]\nlisten = \"c\"\nport = 1\n"
+        );
         assert!(set("no equals sign").is_err());
-        assert!(insert_before(toml, "absent =", &["a = 1".to_owned()]).is_err());
+        assert!(set_in_section(toml, "absent =", &["a = 1".to_owned()]).is_err());
     }
 
     #[test]
