@@ -211,9 +211,22 @@ pub fn server_config(
         keepalive_max: 4,
         nodelay: true,
         maximum_packet_size: MAXIMUM_PACKET_SIZE,
+        window_size: CHANNEL_WINDOW,
+        channel_buffer_size: CHANNEL_QUEUE,
         ..Default::default()
     }
 }
+
+/// Each channel's receive window. The patched russh (third_party/russh) returns
+/// window only for bytes the pump has taken, so this is also the most a peer
+/// can have queued in the gateway per channel.
+const CHANNEL_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// A channel's queue, in messages: room for a whole window even in one-byte
+/// packets, plus control messages, so the session loop never waits on a queue
+/// (it would stop serving every other channel and direction while it waited).
+/// Memory follows what is queued, not this bound.
+const CHANNEL_QUEUE: usize = CHANNEL_WINDOW as usize + 256;
 
 /// Channel packets we accept, as large as russh allows: half the packets of
 /// its 32 KiB default for the same bytes, and so half the per-packet work
@@ -248,6 +261,8 @@ pub fn client_config() -> russh::client::Config {
         keepalive_max: 4,
         nodelay: true,
         maximum_packet_size: MAXIMUM_PACKET_SIZE,
+        window_size: CHANNEL_WINDOW,
+        channel_buffer_size: CHANNEL_QUEUE,
         ..Default::default()
     }
 }

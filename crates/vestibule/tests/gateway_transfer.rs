@@ -19,6 +19,8 @@ use common::{
 };
 
 const TEN_MIB: usize = 10 * 1024 * 1024;
+/// Echoed through `cat` (see `echo_round_trip_through_user_name_form`).
+const ECHO: usize = 48 * 1024 * 1024;
 
 /// Local and "remote" working directories for one test (same filesystem).
 struct Dirs {
@@ -87,14 +89,97 @@ fn ten_mib_download_through_stdout_is_byte_exact() {
     assert_same_bytes(&out.stdout, &data, "downloaded stdout");
 }
 
+/// Both directions at once, more than a channel window and a queue each way:
+/// `cat` stops reading while its output waits, so a gateway whose session loop
+/// waits on one channel's queue (russh without third_party's patch) hangs here,
+/// every time from 16 MiB on.
 #[test]
-fn ten_mib_round_trip_through_proxyjump() {
+fn echo_round_trip_through_user_name_form() {
     let w = World::new();
-    let data = random_bytes(TEN_MIB);
+    let data = random_bytes(ECHO);
+    let out = run_with_stdin(
+        &mut w.ssh("alice:web1", "cat"),
+        data.clone(),
+        COMMAND_TIMEOUT,
+    );
+    out.assert_ok();
+    assert_same_bytes(&out.stdout, &data, "echoed through cat");
+}
+
+#[test]
+fn echo_round_trip_through_proxyjump() {
+    let w = World::new();
+    let data = random_bytes(ECHO);
     let mut ssh = w.alice.ssh_jump(w.gw.port, "root@web1", "cat");
     let out = run_with_stdin(&mut ssh, data.clone(), COMMAND_TIMEOUT);
     out.assert_ok();
     assert_same_bytes(&out.stdout, &data, "echoed through cat");
+}
+
+/// A target that reads nothing holds the person back: the gateway takes about
+/// a channel window per hop, not whatever the person can send. (A gateway that
+/// kept its session loop moving by queueing without a bound would take all of
+/// it, hundreds of MiB a second on loopback.)
+#[test]
+fn a_target_that_reads_nothing_holds_the_sender_back() {
+    let w = World::new();
+    assert_sender_held_back(w.ssh("alice:web1", "sleep 60"));
+}
+
+/// The same through `-J`, where the gateway's inner server reads the person's
+/// forwarding channel: each hop holds a window, no more.
+#[test]
+fn a_target_that_reads_nothing_holds_the_sender_back_through_proxyjump() {
+    let w = World::new();
+    assert_sender_held_back(w.alice.ssh_jump(w.gw.port, "root@web1", "sleep 60"));
+}
+
+/// Feed `ssh`'s stdin as fast as it takes it, while the remote command reads
+/// nothing, and check how much it took.
+#[track_caller]
+fn assert_sender_held_back(mut ssh: Command) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let mut child = KillOnDrop(
+        ssh.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ssh"),
+    );
+    let mut stdin = child.0.stdin.take().expect("ssh stdin");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    thread::spawn(move || {
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        while stdin.write_all(&chunk).is_ok() {
+            counted.fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+    });
+    // Long enough to move gigabytes if nothing held the sender back.
+    thread::sleep(Duration::from_secs(4));
+    let first = accepted.load(Ordering::Relaxed);
+    thread::sleep(Duration::from_secs(1));
+    let second = accepted.load(Ordering::Relaxed);
+    drop(child);
+    eprintln!("the sender got {first} bytes out");
+    // Windows (2 MiB at each gateway hop and at sshd), socket buffers, pipes.
+    const BOUND: usize = 24 * 1024 * 1024;
+    assert!(first > 0, "nothing was sent at all");
+    assert!(
+        first < BOUND,
+        "the gateway took {first} bytes for a target that reads none"
+    );
+    assert_eq!(first, second, "still taking bytes after four seconds");
 }
 
 // ---- scp -------------------------------------------------------------------

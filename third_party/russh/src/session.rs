@@ -61,6 +61,13 @@ pub(crate) struct Encrypted {
     pub extension_info_awaiters: HashMap<String, Vec<oneshot::Sender<()>>>,
 }
 
+/// (Vestibule patch) How much a channel's reader consumes before the loop is
+/// woken to return it as window: an eighth of the window, so the peer always
+/// has most of its window while the reader keeps up.
+pub(crate) fn window_return_threshold(window: u32) -> usize {
+    usize::try_from(window / 8).unwrap_or(usize::MAX).max(1)
+}
+
 pub(crate) struct CommonSession<Config> {
     pub auth_user: String,
     pub remote_sshid: Vec<u8>,
@@ -78,6 +85,9 @@ pub(crate) struct CommonSession<Config> {
     pub strict_kex: bool,
     pub alive_timeouts: usize,
     pub received_data: bool,
+    /// (Vestibule patch) Woken when a channel's reader has consumed enough to
+    /// be worth a window adjustment.
+    pub(crate) consumed_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl<C> Debug for CommonSession<C> {
@@ -302,6 +312,46 @@ impl Encrypted {
         }
     }
 
+    /// (Vestibule patch) Data arrived: the peer's window shrinks. It grows
+    /// again only through [`Self::return_window`], for consumed bytes.
+    pub(crate) fn debit_window(&mut self, channel: ChannelId, len: usize) {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            // Ignore extra data.
+            // https://tools.ietf.org/html/rfc4254#section-5.2
+            if let Ok(len) = u32::try_from(len)
+                && len <= channel.sender_window_size
+            {
+                channel.sender_window_size -= len;
+            }
+        }
+    }
+
+    /// (Vestibule patch) Give the peer back `consumed` bytes of window, never
+    /// beyond `window` in total.
+    pub(crate) fn return_window(
+        &mut self,
+        channel: ChannelId,
+        consumed: usize,
+        window: u32,
+    ) -> Result<(), crate::Error> {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            let room = window.saturating_sub(channel.sender_window_size);
+            let amount = u32::try_from(consumed).unwrap_or(u32::MAX).min(room);
+            if amount == 0 {
+                return Ok(());
+            }
+            push_packet!(self.write, {
+                self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                channel.recipient_channel.encode(&mut self.write)?;
+                amount.encode(&mut self.write)?;
+            });
+            channel.sender_window_size += amount;
+        }
+        Ok(())
+    }
+
+    /// (Vestibule patch) Only for data no channel reader receives; it is
+    /// debited by [`Self::debit_window`] first, so `data` is empty here.
     pub fn adjust_window_size(
         &mut self,
         channel: ChannelId,

@@ -1,4 +1,8 @@
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::WindowSizeRef;
 use crate::ChannelMsg;
@@ -21,6 +25,31 @@ impl ChannelRef {
 
     pub(crate) fn window_size(&self) -> &WindowSizeRef {
         &self.window_size
+    }
+
+    /// (Vestibule patch) Hand received data to the channel's reader without
+    /// waiting while it fits the queue, which it always does for a peer that
+    /// honours the window (see `consumed`). Data nobody will read any more
+    /// counts as consumed at once, so its window still comes back.
+    pub(crate) async fn deliver(
+        &self,
+        msg: ChannelMsg,
+        len: usize,
+        wake: &Arc<Notify>,
+        threshold: usize,
+    ) {
+        let consumed = &self.window_size.consumed;
+        consumed.attach(wake, threshold);
+        match self.sender.try_send(msg) {
+            Ok(()) => {}
+            // Beyond the window (or a flood of tiny packets): the old wait.
+            Err(TrySendError::Full(msg)) => {
+                if self.sender.send(msg).await.is_err() {
+                    consumed.add(len);
+                }
+            }
+            Err(TrySendError::Closed(_)) => consumed.add(len),
+        }
     }
 }
 

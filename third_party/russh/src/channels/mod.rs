@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -14,6 +15,9 @@ pub use channel_ref::ChannelRef;
 
 mod channel_stream;
 pub use channel_stream::ChannelStream;
+
+mod consumed;
+pub(crate) use consumed::ConsumedRef;
 
 #[derive(Debug)]
 #[non_exhaustive]
@@ -117,6 +121,10 @@ pub enum ChannelMsg {
 pub(crate) struct WindowSizeRef {
     value: Arc<Mutex<u32>>,
     notifier: Arc<Notify>,
+    /// (Vestibule patch) The other direction: bytes the application took out of
+    /// this channel's queue and the peer has not been given back as window yet.
+    /// Kept here because every place that builds a channel's halves has this.
+    pub(crate) consumed: ConsumedRef,
 }
 
 impl WindowSizeRef {
@@ -125,6 +133,7 @@ impl WindowSizeRef {
         Self {
             value: Arc::new(Mutex::new(initial)),
             notifier,
+            consumed: ConsumedRef::default(),
         }
     }
 
@@ -145,6 +154,9 @@ impl WindowSizeRef {
 /// Allows you to read from a channel without borrowing the session
 pub struct ChannelReadHalf {
     pub(crate) receiver: Receiver<ChannelMsg>,
+    /// (Vestibule patch) Where taken data is counted, so the session loop
+    /// returns window to the peer only for what was consumed.
+    pub(crate) consumed: ConsumedRef,
 }
 
 impl std::fmt::Debug for ChannelReadHalf {
@@ -156,7 +168,19 @@ impl std::fmt::Debug for ChannelReadHalf {
 impl ChannelReadHalf {
     /// Awaits an incoming [`ChannelMsg`], this method returns [`None`] if the channel has been closed.
     pub async fn wait(&mut self) -> Option<ChannelMsg> {
-        self.receiver.recv().await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Takes the next message and counts the data in it as consumed.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ChannelMsg>> {
+        let received = self.receiver.poll_recv(cx);
+        if let Poll::Ready(Some(
+            ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. },
+        )) = &received
+        {
+            self.consumed.add(data.len());
+        }
+        received
     }
 
     /// Make a reader for the [`Channel`] to receive [`ChannelMsg::Data`]
@@ -470,7 +494,10 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
     ) -> (Self, ChannelRef) {
         let (tx, rx) = tokio::sync::mpsc::channel(channel_buffer_size);
         let window_size = WindowSizeRef::new(window_size);
-        let read_half = ChannelReadHalf { receiver: rx };
+        let read_half = ChannelReadHalf {
+            receiver: rx,
+            consumed: window_size.consumed.clone(),
+        };
         let write_half = ChannelWriteHalf {
             id,
             sender,

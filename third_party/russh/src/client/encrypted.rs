@@ -60,6 +60,43 @@ fn verify_hostkeys_proof(
 }
 
 impl Session {
+    /// (Vestibule patch) Debit the window and hand the data to the channel's
+    /// reader; window comes back when the reader consumes it.
+    async fn deliver_data(
+        &mut self,
+        channel_num: ChannelId,
+        msg: ChannelMsg,
+        len: usize,
+    ) -> Result<(), crate::Error> {
+        if let Some(ref mut enc) = self.common.encrypted {
+            enc.debit_window(channel_num, len);
+        }
+        let window = self.common.config.window_size;
+        if let Some(chan) = self.channels.get(&channel_num) {
+            let threshold = crate::session::window_return_threshold(window);
+            chan.deliver(msg, len, &self.common.consumed_wake, threshold)
+                .await;
+        } else if let Some(ref mut enc) = self.common.encrypted {
+            // Only the handler sees it: upstream's refill at half a window.
+            enc.adjust_window_size(channel_num, &[], window)?;
+        }
+        Ok(())
+    }
+
+    /// (Vestibule patch) Return window for what channel readers consumed.
+    pub(crate) fn return_consumed_windows(&mut self) -> Result<(), crate::Error> {
+        let window = self.common.config.window_size;
+        if let Some(ref mut enc) = self.common.encrypted {
+            for (id, chan) in &self.channels {
+                let consumed = chan.window_size().consumed.take();
+                if consumed > 0 {
+                    enc.return_window(*id, consumed, window)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn client_read_encrypted<H: Handler>(
         &mut self,
         client: &mut H,
@@ -595,22 +632,8 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
-                }
-
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Data { data: data.clone() }).await;
-                }
-
+                self.deliver_data(channel_num, ChannelMsg::Data { data: data.clone() }, data.len())
+                    .await?;
                 client.data(channel_num, &data, self).await
             }
             Some((&msg::CHANNEL_EXTENDED_DATA, mut r)) => {
@@ -622,26 +645,11 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
-                }
-
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan
-                        .send(ChannelMsg::ExtendedData {
-                            ext: extended_code,
-                            data: data.clone(),
-                        })
-                        .await;
-                }
+                let msg = ChannelMsg::ExtendedData {
+                    ext: extended_code,
+                    data: data.clone(),
+                };
+                self.deliver_data(channel_num, msg, data.len()).await?;
 
                 client
                     .extended_data(channel_num, extended_code, &data, self)

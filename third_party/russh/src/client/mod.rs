@@ -92,6 +92,7 @@ pub struct Session {
     receiver: Receiver<Msg>,
     sender: UnboundedSender<Reply>,
     channels: HashMap<ChannelId, ChannelRef>,
+    #[allow(dead_code)] // (Vestibule patch) windows return on consumption instead
     target_window_size: u32,
     pending_reads: Vec<Vec<u8>>,
     pending_len: u32,
@@ -751,6 +752,7 @@ impl<H: Handler> Handle<H> {
                     window_size,
                 }) => {
                     window_size_ref.grow(window_size).await;
+                    let consumed = window_size_ref.consumed.clone();
 
                     return Ok(Channel {
                         write_half: ChannelWriteHalf {
@@ -759,7 +761,10 @@ impl<H: Handler> Handle<H> {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf {
+                            receiver,
+                            consumed,
+                        },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {
@@ -1251,6 +1256,7 @@ where
             strict_kex: false,
             alive_timeouts: 0,
             received_data: false,
+            consumed_wake: Default::default(),
             remote_sshid: sshid.into(),
         },
         session_receiver,
@@ -1416,6 +1422,7 @@ impl Session {
 
         let reading = start_reading(stream_read, buffer, opening_cipher);
         pin!(reading);
+        let consumed_wake = self.common.consumed_wake.clone();
 
         #[allow(clippy::panic)] // false positive in select! macro
         while !self.common.disconnected {
@@ -1431,6 +1438,10 @@ impl Session {
                 crate::future_or_pending(self.rekey_time_remaining(), tokio::time::sleep);
             pin!(rekey_timer);
             tokio::select! {
+                // (Vestibule patch) Readers consumed enough for a window adjustment.
+                () = consumed_wake.notified(), if !self.kex.active() => {
+                    self.return_consumed_windows()?;
+                }
                 r = &mut reading => {
                     let (stream_read, mut buffer, mut opening_cipher) = match r {
                         Ok((_, stream_read, buffer, opening_cipher)) => (stream_read, buffer, opening_cipher),
@@ -2186,6 +2197,7 @@ mod tests {
                 strict_kex: false,
                 alive_timeouts: 0,
                 received_data: false,
+                consumed_wake: Default::default(),
                 remote_sshid: b"SSH-2.0-test".to_vec(),
                 packet_writer: PacketWriter::clear(),
             },
@@ -2493,6 +2505,7 @@ mod tests {
                 strict_kex: false,
                 alive_timeouts: 0,
                 received_data: false,
+                consumed_wake: Default::default(),
                 remote_sshid: b"SSH-2.0-test".to_vec(),
                 packet_writer: PacketWriter::clear(),
             },

@@ -851,6 +851,7 @@ mod tests {
                 strict_kex: false,
                 alive_timeouts: 0,
                 received_data: false,
+                consumed_wake: Default::default(),
                 remote_sshid: Vec::new(),
             },
             priority_receiver,
@@ -1487,34 +1488,31 @@ impl Session {
                 trace!("handler.data {ext:?} {channel_num:?}");
                 let data = map_err!(Bytes::decode(r))?;
                 map_err!(ensure_end(r))?;
-                let target = self.target_window_size;
 
-                #[allow(clippy::collapsible_if)]
+                // (Vestibule patch) Window comes back when the reader consumes.
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let window = handler.adjust_window(channel_num, self.target_window_size);
-                        if window > 0 {
-                            self.target_window_size = window
-                        }
-                    }
+                    enc.debit_window(channel_num, data.len());
+                }
+                let window = self.common.config.window_size;
+                if let Some(chan) = self.channels.get(&channel_num) {
+                    let msg = match ext {
+                        Some(ext) => ChannelMsg::ExtendedData {
+                            ext,
+                            data: data.clone(),
+                        },
+                        None => ChannelMsg::Data { data: data.clone() },
+                    };
+                    let threshold = crate::session::window_return_threshold(window);
+                    chan.deliver(msg, data.len(), &self.common.consumed_wake, threshold)
+                        .await;
+                } else if let Some(ref mut enc) = self.common.encrypted {
+                    // Only the handler sees it: upstream's refill at half a window.
+                    enc.adjust_window_size(channel_num, &[], window)?;
                 }
                 self.flush()?;
                 if let Some(ext) = ext {
-                    if let Some(chan) = self.channels.get(&channel_num) {
-                        chan.send(ChannelMsg::ExtendedData {
-                            ext,
-                            data: data.clone(),
-                        })
-                        .await
-                        .unwrap_or(())
-                    }
                     handler.extended_data(channel_num, ext, &data, self).await
                 } else {
-                    if let Some(chan) = self.channels.get(&channel_num) {
-                        chan.send(ChannelMsg::Data { data: data.clone() })
-                            .await
-                            .unwrap_or(())
-                    }
                     handler.data(channel_num, &data, self).await
                 }
             }

@@ -23,6 +23,7 @@ pub struct Session {
     pub(crate) sender: Handle,
     pub(crate) priority_receiver: UnboundedReceiver<Msg>,
     pub(crate) receiver: Receiver<Msg>,
+    #[allow(dead_code)] // (Vestibule patch) windows return on consumption instead
     pub(crate) target_window_size: u32,
     pub(crate) pending_reads: Vec<Vec<u8>>,
     pub(crate) pending_len: u32,
@@ -406,6 +407,7 @@ impl Handle {
                     window_size,
                 }) => {
                     window_size_ref.grow(window_size).await;
+                    let consumed = window_size_ref.consumed.clone();
 
                     return Ok(Channel {
                         write_half: ChannelWriteHalf {
@@ -414,7 +416,10 @@ impl Handle {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf {
+                            receiver,
+                            consumed,
+                        },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {
@@ -629,6 +634,20 @@ impl Session {
         Ok(())
     }
 
+    /// (Vestibule patch) Return window for what channel readers consumed.
+    fn return_consumed_windows(&mut self) -> Result<(), Error> {
+        let window = self.common.config.window_size;
+        if let Some(ref mut enc) = self.common.encrypted {
+            for (id, chan) in &self.channels {
+                let consumed = chan.window_size().consumed.take();
+                if consumed > 0 {
+                    enc.return_window(*id, consumed, window)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn run<H, R>(
         mut self,
         mut stream: SshRead<R>,
@@ -660,6 +679,7 @@ impl Session {
         let reading = start_reading(stream_read, buffer, opening_cipher);
         pin!(reading);
         let mut is_reading = None;
+        let consumed_wake = self.common.consumed_wake.clone();
 
         #[allow(clippy::panic)] // false positive in macro
         while !self.common.disconnected {
@@ -715,6 +735,10 @@ impl Session {
             pin!(rekey_timer);
 
             tokio::select! {
+                // (Vestibule patch) Readers consumed enough for a window adjustment.
+                () = consumed_wake.notified(), if !self.kex.active() => {
+                    self.return_consumed_windows()?;
+                }
                 r = &mut reading => {
                     let (stream_read, mut buffer, mut opening_cipher) = match r {
                         Ok((_, stream_read, buffer, opening_cipher)) => (stream_read, buffer, opening_cipher),
@@ -1662,6 +1686,7 @@ mod tests {
                 strict_kex: false,
                 alive_timeouts: 0,
                 received_data: false,
+                consumed_wake: Default::default(),
             },
             sender: handle,
             priority_receiver,
