@@ -3,8 +3,10 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::process::{ChildStdout, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -58,7 +60,13 @@ pub struct ChecksumResult {
     pub bytes: usize,
     pub upload_sha256_ok: bool,
     pub download_sha256_ok: bool,
+    /// The same bytes through `cat`, both directions at once, came back whole
+    /// within [`ECHO_DEADLINE`] (a gateway that parks a session hangs here).
+    pub echo_sha256_ok: bool,
 }
+
+/// How long an echo may take before it counts as hung.
+const ECHO_DEADLINE: Duration = Duration::from_secs(60);
 
 pub fn measure(
     world: &World,
@@ -239,13 +247,54 @@ pub fn checksums(world: &World, len: usize) -> Result<Vec<ChecksumResult>> {
         stdout.read_to_end(&mut got).context("reading from ssh")?;
         guard.child_mut().wait().context("waiting for ssh")?;
         let download_ok = got.len() == len && hex(&Sha256::digest(&got)) == want;
+        let echo_ok = echo(world, path, &data)? == want;
         out.push(ChecksumResult {
             path,
             label: path.label(),
             bytes: len,
             upload_sha256_ok: upload_ok,
             download_sha256_ok: download_ok,
+            echo_sha256_ok: echo_ok,
         });
     }
     Ok(out)
+}
+
+/// Send `data` through a remote `cat` while reading it back; the digest of
+/// what returned, or of nothing if ssh was killed at the deadline.
+fn echo(world: &World, path: PathKind, data: &[u8]) -> Result<String> {
+    let (mut guard, mut stdout) = start(world, path, "echo ready; cat")?;
+    let mut stdin = guard
+        .child_mut()
+        .stdin
+        .take()
+        .context("ssh: no stdin pipe")?;
+    let pid = guard.child_mut().id();
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let until = Instant::now() + ECHO_DEADLINE;
+            while !done.load(Ordering::Relaxed) && Instant::now() < until {
+                thread::sleep(Duration::from_millis(100));
+            }
+            if !done.load(Ordering::Relaxed) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+        })
+    };
+    let input = data.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut got = Vec::with_capacity(data.len());
+    let read = stdout.read_to_end(&mut got);
+    done.store(true, Ordering::Relaxed);
+    let _ = writer.join();
+    let _ = watchdog.join();
+    guard.child_mut().wait().context("waiting for ssh")?;
+    read.context("reading the echo")?;
+    Ok(hex(&Sha256::digest(&got)))
 }

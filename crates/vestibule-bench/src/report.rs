@@ -200,18 +200,20 @@ impl Results {
             let all_ok = self
                 .checksums
                 .iter()
-                .all(|c| c.upload_sha256_ok && c.download_sha256_ok);
+                .all(|c| c.upload_sha256_ok && c.download_sha256_ok && c.echo_sha256_ok);
             let bytes = self.checksums[0].bytes >> 20;
             let _ = writeln!(
                 s,
-                "\nByte-exactness: {bytes} MiB of random data each way per path, sha256 {}.",
+                "\nByte-exactness: {bytes} MiB of random data each way per path, then through `cat` both ways at once, sha256 {}.",
                 if all_ok {
                     "identical on every path".to_owned()
                 } else {
                     let bad: Vec<String> = self
                         .checksums
                         .iter()
-                        .filter(|c| !(c.upload_sha256_ok && c.download_sha256_ok))
+                        .filter(|c| {
+                            !(c.upload_sha256_ok && c.download_sha256_ok && c.echo_sha256_ok)
+                        })
                         .map(|c| c.label.to_owned())
                         .collect();
                     format!("MISMATCH on {}", bad.join(", "))

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -92,6 +93,45 @@ fn a_stalled_channel_does_not_stall_its_neighbours() {
         .assert_ok()
         .assert_stdout(&format!("alive-{i}\n"));
     }
+    assert_eq!(
+        authentications(&w),
+        1,
+        "expected one connection:\n{}",
+        w.gw.log()
+    );
+}
+
+#[test]
+fn a_target_that_stops_reading_does_not_stall_its_neighbours() {
+    let w = World::new();
+    let master = Master::start(&w);
+    // This channel's target reads nothing while its input keeps coming: the
+    // gateway must close that channel's window, not stop reading the
+    // connection the other channels share (upstream russh parks the whole
+    // session loop once the channel's queue is full).
+    let mut cmd = master.muxed(&w, "sleep 60");
+    let mut feeding = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the fed client");
+    let mut stdin = feeding.stdin.take().expect("stdin of the fed client");
+    thread::spawn(move || {
+        let chunk = vec![0u8; 64 * 1024];
+        while stdin.write_all(&chunk).is_ok() {}
+    });
+    thread::sleep(Duration::from_secs(2));
+    for i in 0..3 {
+        run(
+            &mut master.muxed(&w, &format!("echo alive-{i}")),
+            Duration::from_secs(20),
+        )
+        .assert_ok()
+        .assert_stdout(&format!("alive-{i}\n"));
+    }
+    let _ = feeding.kill();
+    let _ = feeding.wait();
     assert_eq!(
         authentications(&w),
         1,

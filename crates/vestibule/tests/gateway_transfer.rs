@@ -116,6 +116,20 @@ fn echo_round_trip_through_proxyjump() {
     assert_same_bytes(&out.stdout, &data, "echoed through cat");
 }
 
+/// The echo while the person's client renews its keys every 4 MiB: window
+/// returns wait for the end of each key exchange, then resume.
+#[test]
+fn echo_round_trip_while_the_client_rekeys() {
+    let w = World::new();
+    let data = random_bytes(ECHO);
+    let mut ssh = w
+        .alice
+        .ssh_with(w.gw.port, "alice:web1", &["-o", "RekeyLimit=4M"], "cat");
+    let out = run_with_stdin(&mut ssh, data.clone(), COMMAND_TIMEOUT);
+    out.assert_ok();
+    assert_same_bytes(&out.stdout, &data, "echoed through cat");
+}
+
 /// A target that reads nothing holds the person back: the gateway takes about
 /// a channel window per hop, not whatever the person can send. (A gateway that
 /// kept its session loop moving by queueing without a bound would take all of
