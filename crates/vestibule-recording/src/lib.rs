@@ -40,6 +40,7 @@ mod events;
 mod follow;
 mod meta;
 mod ops;
+mod pending;
 mod play;
 mod recorder;
 mod records;

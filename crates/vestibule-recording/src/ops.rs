@@ -49,20 +49,11 @@ impl RecordingStore {
         blocking(move || meta::list_meta(&dir)).await
     }
 
-    /// Bytes of finished recordings waiting in the spool for object storage.
-    /// Without object storage nothing ever waits, so the answer costs no I/O;
-    /// with it, every recording's metadata is read.
-    pub async fn upload_backlog_bytes(&self) -> Result<u64, RecordingError> {
-        if self.inner.s3.is_none() {
-            return Ok(0);
-        }
-        Ok(self
-            .list()
-            .await?
-            .iter()
-            .filter(|r| r.upload_pending)
-            .map(|r| r.bytes)
-            .sum())
+    /// Bytes of finished recordings waiting in the spool for object storage,
+    /// from the set this process keeps (see `pending`): no I/O. An upload by
+    /// another process shows here after this process's next retry.
+    pub fn upload_backlog_bytes(&self) -> u64 {
+        self.inner.pending.bytes()
     }
 
     pub async fn get(&self, id: &str) -> Result<RecordingInfo, RecordingError> {

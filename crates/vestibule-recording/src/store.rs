@@ -19,6 +19,7 @@ use crate::meta::{
     self, Location, Mode, RecordingInfo, RecordingMeta, State, Traffic, data_path, new_id,
     update_meta,
 };
+use crate::pending::PendingUploads;
 use crate::recorder::{Active, Ending, RecordingSummary, SessionRecorder, Shared};
 use crate::records::{RecordBuffer, tally};
 use crate::s3::S3Backend;
@@ -37,6 +38,8 @@ pub(crate) struct StoreInner {
     pub(crate) s3: Option<S3Backend>,
     /// Why object storage is considered down; None when it is up.
     s3_problem: Mutex<Option<String>>,
+    /// Finished recordings waiting in the spool for object storage.
+    pub(crate) pending: PendingUploads,
 }
 
 impl std::fmt::Debug for RecordingStore {
@@ -254,11 +257,18 @@ impl RecordingStore {
                 dir: dir.clone(),
                 s3,
                 s3_problem: Mutex::new(None),
+                pending: PendingUploads::default(),
             }),
         };
         let recovered = blocking(move || recover(&dir, has_s3)).await?;
         for id in &recovered {
             tracing::warn!(recording = %id, "recording left unfinished by a previous process; marked incomplete");
+        }
+        if has_s3 {
+            // The one listing of every recording; from here on the set is kept.
+            for info in store.list().await? {
+                store.inner.pending.note(&info);
+            }
         }
         Ok(store)
     }
@@ -440,6 +450,12 @@ impl RecordingStore {
     /// Upload a finished recording from the spool; on failure it stays there
     /// marked `upload_pending` and object storage is marked down.
     pub(crate) async fn upload(&self, info: RecordingInfo) -> RecordingInfo {
+        let after = self.try_upload(info).await;
+        self.inner.pending.note(&after);
+        after
+    }
+
+    async fn try_upload(&self, info: RecordingInfo) -> RecordingInfo {
         let (Some(s3), Location::Local { path }) = (&self.inner.s3, &info.location) else {
             return info;
         };
@@ -531,14 +547,25 @@ impl RecordingStore {
             return Ok(Vec::new());
         }
         let mut done = Vec::new();
-        for info in self.list().await? {
-            if info.upload_pending && info.state != State::Recording {
-                let after = self.upload(info).await;
-                if !after.upload_pending {
-                    done.push(after.id);
-                } else if self.s3_problem().is_some() {
-                    break;
+        for id in self.inner.pending.ids() {
+            // Another process may have uploaded or deleted it meanwhile.
+            let info = match self.get(&id).await {
+                Ok(info) => info,
+                Err(RecordingError::NotFound(_)) => {
+                    self.inner.pending.forget(&id);
+                    continue;
                 }
+                Err(e) => return Err(e),
+            };
+            if !PendingUploads::waits(&info) {
+                self.inner.pending.note(&info);
+                continue;
+            }
+            let after = self.upload(info).await;
+            if !after.upload_pending {
+                done.push(after.id);
+            } else if self.s3_problem().is_some() {
+                break;
             }
         }
         Ok(done)

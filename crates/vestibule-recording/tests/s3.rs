@@ -296,7 +296,7 @@ async fn s3_down_at_finish_keeps_the_recording_in_the_spool_until_a_retry_succee
     let info = store.get(&id).await.unwrap();
     assert!(info.upload_pending);
     assert_eq!(info.state, State::Complete);
-    assert_eq!(store.upload_backlog_bytes().await.unwrap(), info.bytes);
+    assert_eq!(store.upload_backlog_bytes(), info.bytes);
     assert!(info.bytes > 0);
     // Readable from the spool meanwhile.
     assert_eq!(
@@ -314,7 +314,7 @@ async fn s3_down_at_finish_keeps_the_recording_in_the_spool_until_a_retry_succee
     assert!(!info.upload_pending);
     assert!(matches!(info.location, Location::S3 { .. }));
     assert!(object_path(&server, &format!("recordings/{id}.cast")).exists());
-    assert_eq!(store.upload_backlog_bytes().await.unwrap(), 0);
+    assert_eq!(store.upload_backlog_bytes(), 0);
     // Back in service.
     store
         .start(meta(pty()))
@@ -323,6 +323,42 @@ async fn s3_down_at_finish_keeps_the_recording_in_the_spool_until_a_retry_succee
         .finish()
         .await
         .unwrap();
+}
+
+/// The backlog is kept in memory; an upload by another process (the CLI's
+/// `recordings retry`) shows there after this process's next retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_by_another_process_leaves_the_backlog_at_the_next_retry() {
+    let Some(bin) = binary() else {
+        return skip_notice();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = S3Server::start(&bin, &dir.path().join("s3"), None);
+    let c = s3_config(&dir.path().join("spool"), &server.endpoint(), SECRET);
+    let gateway = RecordingStore::open(&c).await.unwrap();
+    gateway.check_storage().await.unwrap();
+    let rec = gateway.start(meta(pty())).await.unwrap();
+    rec.output(b"kept while s3 was down\r\n").unwrap();
+    server.stop();
+    let summary = rec.finish().await.unwrap();
+    assert!(summary.upload_pending);
+    let bytes = gateway.upload_backlog_bytes();
+    assert!(bytes > 0);
+
+    server.restart();
+    // Another store over the same spool, as the CLI opens it.
+    let cli = RecordingStore::open(&c).await.unwrap();
+    assert_eq!(
+        cli.upload_backlog_bytes(),
+        bytes,
+        "found by the listing at open"
+    );
+    assert_eq!(cli.retry_uploads().await.unwrap(), vec![summary.id.clone()]);
+    assert_eq!(cli.upload_backlog_bytes(), 0);
+
+    // The gateway's next retry finds it uploaded and uploads nothing itself.
+    assert!(gateway.retry_uploads().await.unwrap().is_empty());
+    assert_eq!(gateway.upload_backlog_bytes(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +389,9 @@ async fn a_crashed_recording_is_uploaded_after_recovery() {
     let info = store.get(&id).await.unwrap();
     assert_eq!(info.state, State::Incomplete);
     assert!(info.upload_pending);
+    assert_eq!(store.upload_backlog_bytes(), info.bytes);
     assert_eq!(store.retry_uploads().await.unwrap(), vec![id]);
+    assert_eq!(store.upload_backlog_bytes(), 0);
 }
 
 async fn super_local(dir: &Path) -> RecordingStore {
