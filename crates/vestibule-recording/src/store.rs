@@ -555,7 +555,12 @@ impl RecordingStore {
                     self.inner.pending.forget(&id);
                     continue;
                 }
-                Err(e) => return Err(e),
+                // One unreadable metadata file must not hold back the others;
+                // it stays listed for the next round.
+                Err(e) => {
+                    tracing::warn!(recording = %id, error = %e, "cannot read a recording waiting for upload");
+                    continue;
+                }
             };
             if !PendingUploads::waits(&info) {
                 self.inner.pending.note(&info);

@@ -361,6 +361,40 @@ async fn an_upload_by_another_process_leaves_the_backlog_at_the_next_retry() {
     assert_eq!(gateway.upload_backlog_bytes(), 0);
 }
 
+/// A waiting recording whose metadata cannot be read does not hold back the
+/// others, and is still waiting for the next round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_waiting_recording_does_not_hold_back_the_others() {
+    let Some(bin) = binary() else {
+        return skip_notice();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let mut server = S3Server::start(&bin, &dir.path().join("s3"), None);
+    let store = RecordingStore::open(&s3_config(&spool, &server.endpoint(), SECRET))
+        .await
+        .unwrap();
+    store.check_storage().await.unwrap();
+    let first = store.start(meta(pty())).await.unwrap();
+    let second = store.start(meta(pty())).await.unwrap();
+    server.stop();
+    let first = first.finish().await.unwrap();
+    let second = second.finish().await.unwrap();
+    assert!(first.upload_pending && second.upload_pending);
+    let broken = spool.join(format!("{}.meta.json", first.id));
+    let text = std::fs::read_to_string(&broken).unwrap();
+    std::fs::write(&broken, "{ not json").unwrap();
+
+    server.restart();
+    assert_eq!(
+        store.retry_uploads().await.unwrap(),
+        vec![second.id.clone()]
+    );
+    std::fs::write(&broken, text).unwrap();
+    assert_eq!(store.retry_uploads().await.unwrap(), vec![first.id.clone()]);
+    assert_eq!(store.upload_backlog_bytes(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_recording_is_uploaded_after_recovery() {
     let Some(bin) = binary() else {
