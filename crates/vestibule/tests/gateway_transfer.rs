@@ -96,24 +96,13 @@ fn ten_mib_download_through_stdout_is_byte_exact() {
 #[test]
 fn echo_round_trip_through_user_name_form() {
     let w = World::new();
-    let data = random_bytes(ECHO);
-    let out = run_with_stdin(
-        &mut w.ssh("alice:web1", "cat"),
-        data.clone(),
-        COMMAND_TIMEOUT,
-    );
-    out.assert_ok();
-    assert_same_bytes(&out.stdout, &data, "echoed through cat");
+    assert_echoes(w.ssh("alice:web1", "cat"));
 }
 
 #[test]
 fn echo_round_trip_through_proxyjump() {
     let w = World::new();
-    let data = random_bytes(ECHO);
-    let mut ssh = w.alice.ssh_jump(w.gw.port, "root@web1", "cat");
-    let out = run_with_stdin(&mut ssh, data.clone(), COMMAND_TIMEOUT);
-    out.assert_ok();
-    assert_same_bytes(&out.stdout, &data, "echoed through cat");
+    assert_echoes(w.alice.ssh_jump(w.gw.port, "root@web1", "cat"));
 }
 
 /// The echo while the person's client renews its keys every 4 MiB: window
@@ -121,10 +110,16 @@ fn echo_round_trip_through_proxyjump() {
 #[test]
 fn echo_round_trip_while_the_client_rekeys() {
     let w = World::new();
+    assert_echoes(
+        w.alice
+            .ssh_with(w.gw.port, "alice:web1", &["-o", "RekeyLimit=4M"], "cat"),
+    );
+}
+
+/// Send [`ECHO`] random bytes through `ssh` running `cat` and expect them back.
+#[track_caller]
+fn assert_echoes(mut ssh: Command) {
     let data = random_bytes(ECHO);
-    let mut ssh = w
-        .alice
-        .ssh_with(w.gw.port, "alice:web1", &["-o", "RekeyLimit=4M"], "cat");
     let out = run_with_stdin(&mut ssh, data.clone(), COMMAND_TIMEOUT);
     out.assert_ok();
     assert_same_bytes(&out.stdout, &data, "echoed through cat");
