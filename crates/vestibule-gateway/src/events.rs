@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use vestibule_audit::{Action, AuditEvent, AuditHandle, Level, Outcome};
 use vestibule_metrics::Metrics;
+use vestibule_recording::{HashAlgorithm, RecordingDigest};
 
 /// Something security-relevant that happened.
 #[derive(Debug, Clone)]
@@ -129,7 +130,7 @@ pub enum SessionEvent {
     RecordingStored {
         session_id: String,
         recording_id: String,
-        sha256: String,
+        digest: RecordingDigest,
         bytes: u64,
         complete: bool,
     },
@@ -235,6 +236,33 @@ pub async fn consume(
 }
 
 /// The `protocol` label of a session kind.
+/// `digest` names its algorithm; `sha256` (bare hex) is kept beside it for a
+/// SHA-256 recording, as the trail had it before the algorithm was a choice,
+/// so existing SIEM rules go on matching.
+fn recording_stored(
+    session_id: &str,
+    recording_id: &str,
+    digest: RecordingDigest,
+    bytes: u64,
+    complete: bool,
+) -> AuditEvent {
+    let outcome = if complete {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let event = AuditEvent::new(Action::RecordingStored, outcome)
+        .session(session_id)
+        .detail("recording_id", recording_id)
+        .detail("digest", digest.to_string())
+        .detail("bytes", bytes)
+        .detail("complete", complete);
+    match digest.algorithm() {
+        HashAlgorithm::Sha256 => event.detail("sha256", digest.hex()),
+        HashAlgorithm::Blake3 => event,
+    }
+}
+
 fn protocol(kind: &str) -> &'static str {
     match kind {
         "shell" => "shell",
@@ -496,22 +524,10 @@ pub fn to_audit(event: &SessionEvent) -> AuditEvent {
         SessionEvent::RecordingStored {
             session_id,
             recording_id,
-            sha256,
+            digest,
             bytes,
             complete,
-        } => AuditEvent::new(
-            Action::RecordingStored,
-            if *complete {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            },
-        )
-        .session(session_id)
-        .detail("recording_id", recording_id.as_str())
-        .detail("sha256", sha256.as_str())
-        .detail("bytes", *bytes)
-        .detail("complete", *complete),
+        } => recording_stored(session_id, recording_id, *digest, *bytes, *complete),
         SessionEvent::RecordingFailed { session_id, reason } => {
             AuditEvent::new(Action::RecordingStored, Outcome::Failure)
                 .session(session_id)
@@ -546,6 +562,29 @@ mod tests {
         assert_eq!(json["log"]["level"], "critical");
         assert_eq!(json["source"]["ip"], "192.0.2.9");
         assert_eq!(json["user"]["name"], "oncall");
+    }
+
+    #[test]
+    fn a_stored_recording_is_audited_with_its_named_digest() {
+        let stored = |algorithm| {
+            let event = to_audit(&SessionEvent::RecordingStored {
+                session_id: "s1".into(),
+                recording_id: "r1".into(),
+                digest: RecordingDigest::of(algorithm, b"session"),
+                bytes: 7,
+                complete: true,
+            });
+            serde_json::to_value(&event).unwrap()["vestibule"]["details"].clone()
+        };
+        let blake3 = stored(HashAlgorithm::Blake3);
+        let expected = RecordingDigest::of(HashAlgorithm::Blake3, b"session");
+        assert_eq!(blake3["digest"], expected.to_string());
+        assert!(blake3.get("sha256").is_none(), "{blake3}");
+        let sha256 = stored(HashAlgorithm::Sha256);
+        let expected = RecordingDigest::of(HashAlgorithm::Sha256, b"session");
+        assert_eq!(sha256["digest"], expected.to_string());
+        assert_eq!(sha256["sha256"], expected.hex());
+        assert_eq!(sha256["bytes"], 7);
     }
 
     #[test]

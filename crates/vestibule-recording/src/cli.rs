@@ -219,7 +219,7 @@ pub async fn run_recordings(
                     let text = match &r.outcome {
                         VerifyOutcome::Ok => "ok".to_owned(),
                         VerifyOutcome::Mismatch { expected, actual } => {
-                            format!("CHANGED: sha256 {actual}, recorded {expected}")
+                            format!("CHANGED: {actual}, recorded {expected}")
                         }
                         VerifyOutcome::Missing { reason } => format!("MISSING: {reason}"),
                         VerifyOutcome::Unfinished => "still recording".to_owned(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::RecordingError;
+use crate::digest::HashAlgorithm;
 
 /// Where finished recordings live.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -50,6 +51,11 @@ pub struct RecordingConfig {
     /// page cache, where the file system supports it (see docs/recording.md).
     #[serde(default = "yes")]
     pub direct_io: bool,
+    /// The integrity hash of new recordings: `blake3` (the default, a third
+    /// of SHA-256's CPU per byte) or `sha256` where only FIPS-approved
+    /// algorithms may be used. Existing recordings keep the hash they have.
+    #[serde(default)]
+    pub hash: HashAlgorithm,
     /// Finished recordings older than this are deleted by the sweep (unless on
     /// legal hold). None keeps them forever.
     #[serde(default)]
@@ -178,6 +184,7 @@ impl RecordingConfig {
             min_free_bytes: default_min_free(),
             sync_on_flush: true,
             direct_io: true,
+            hash: HashAlgorithm::default(),
             retention_days: None,
             s3: None,
         }

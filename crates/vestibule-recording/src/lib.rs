@@ -1,6 +1,7 @@
 //! Session recording for Vestibule: every session channel the gateway pumps
 //! is written, as it happens, to a file that survives a crash up to its last
-//! flush, and is kept with its SHA-256 and metadata.
+//! flush, and is kept with its integrity hash (BLAKE3, or SHA-256 where FIPS
+//! algorithms are required) and metadata.
 //!
 //! Owns: the recording formats (asciicast v2 for terminals; JSON lines for
 //! exec output, byte counts of scp/rsync/forwards, and decoded SFTP file
@@ -34,6 +35,7 @@
 
 pub mod cli;
 mod config;
+mod digest;
 mod encode;
 mod error;
 mod events;
@@ -51,6 +53,7 @@ mod store;
 mod writer;
 
 pub use config::{RecordingConfig, S3Config, StorageKind};
+pub use digest::{DigestParseError, HashAlgorithm, RecordingDigest};
 pub use error::RecordingError;
 pub use follow::Follower;
 pub use meta::{

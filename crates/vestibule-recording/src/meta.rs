@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::RecordingError;
+use crate::digest::RecordingDigest;
 use crate::events::Stream;
 
 /// What the gateway knows about a session channel when it starts recording it.
@@ -188,8 +189,10 @@ pub struct RecordingInfo {
     pub ended: Option<DateTime<Utc>>,
     /// Size of the stored file.
     pub bytes: u64,
-    /// Hex SHA-256 of the stored file, set when it stops growing.
-    pub sha256: Option<String>,
+    /// The stored file's hash, set when it stops growing. Recordings made
+    /// before the algorithm was named keep a bare hex SHA-256 under `sha256`.
+    #[serde(alias = "sha256")]
+    pub digest: Option<RecordingDigest>,
     pub state: State,
     pub location: Location,
     /// Finished but still in the spool: the upload to S3 has not succeeded yet.
@@ -222,7 +225,7 @@ impl RecordingInfo {
             started: meta.started_at,
             ended: None,
             bytes: 0,
-            sha256: None,
+            digest: None,
             state: State::Recording,
             location,
             upload_pending: false,

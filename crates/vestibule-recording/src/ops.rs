@@ -10,12 +10,12 @@ use chrono::Utc;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::RecordingError;
+use crate::digest::{ContentHasher, HashAlgorithm, RecordingDigest};
 use crate::meta::{self, Location, RecordingInfo, State, check_id, meta_path, update_meta};
-use crate::store::{RecordingStore, blocking, hex};
+use crate::store::{RecordingStore, blocking};
 
 /// What `verify` found for one recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,8 +24,8 @@ pub enum VerifyOutcome {
     Ok,
     /// The file changed since its hash was recorded.
     Mismatch {
-        expected: String,
-        actual: String,
+        expected: RecordingDigest,
+        actual: RecordingDigest,
     },
     /// The content cannot be read.
     Missing {
@@ -162,7 +162,8 @@ impl RecordingStore {
         Ok(n)
     }
 
-    /// Recompute the SHA-256 of one recording, or of all when `id` is None.
+    /// Recompute the hash of one recording, or of all when `id` is None, with
+    /// the algorithm its stored digest names.
     pub async fn verify(&self, id: Option<&str>) -> Result<Vec<VerifyReport>, RecordingError> {
         let infos = match id {
             Some(id) => vec![self.get(id).await?],
@@ -170,14 +171,11 @@ impl RecordingStore {
         };
         let mut reports = Vec::with_capacity(infos.len());
         for info in infos {
-            let outcome = match &info.sha256 {
+            let outcome = match info.digest {
                 None => VerifyOutcome::Unfinished,
-                Some(expected) => match self.hash_content(&info).await {
-                    Ok(actual) if &actual == expected => VerifyOutcome::Ok,
-                    Ok(actual) => VerifyOutcome::Mismatch {
-                        expected: expected.clone(),
-                        actual,
-                    },
+                Some(expected) => match self.hash_content(&info, expected.algorithm()).await {
+                    Ok(actual) if actual == expected => VerifyOutcome::Ok,
+                    Ok(actual) => VerifyOutcome::Mismatch { expected, actual },
                     Err(e) => VerifyOutcome::Missing {
                         reason: e.to_string(),
                     },
@@ -191,13 +189,17 @@ impl RecordingStore {
         Ok(reports)
     }
 
-    async fn hash_content(&self, info: &RecordingInfo) -> Result<String, RecordingError> {
-        let mut h = Sha256::new();
+    async fn hash_content(
+        &self,
+        info: &RecordingInfo,
+        algorithm: HashAlgorithm,
+    ) -> Result<RecordingDigest, RecordingError> {
+        let mut h = ContentHasher::new(algorithm);
         let mut s = self.content(info).await?;
         while let Some(chunk) = s.try_next().await? {
             h.update(&chunk);
         }
-        Ok(hex(&h.finalize()))
+        Ok(h.finish())
     }
 
     /// Delete finished recordings that ended more than `retention_days` ago,
@@ -247,7 +249,7 @@ impl RecordingStore {
                 "target": info.target,
                 "started": info.started,
                 "ended": info.ended,
-                "sha256": info.sha256,
+                "digest": info.digest,
                 "location": info.location.to_string(),
             });
             OpenOptions::new()

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::RecordingError;
+use crate::digest::RecordingDigest;
 use crate::events::{Encoder, Stream};
 use crate::meta::{Location, Mode, Traffic};
 use crate::store::RecordingStore;
@@ -69,8 +70,8 @@ impl Shared {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingSummary {
     pub id: String,
-    /// Hex SHA-256 of the stored file.
-    pub sha256: String,
+    /// The stored file's hash.
+    pub digest: RecordingDigest,
     /// Size of the stored file.
     pub bytes: u64,
     /// Every byte handed to the recorder is in the file.

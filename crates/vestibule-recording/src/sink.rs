@@ -25,7 +25,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, OFlags, StatxFlags};
-use sha2::{Digest, Sha256};
+
+use crate::digest::ContentHasher;
 
 const EINVAL: i32 = rustix::io::Errno::INVAL.raw_os_error();
 
@@ -162,7 +163,7 @@ impl Sink {
 
     /// Append `data` and hash it. Everything but a partial last block is
     /// written when this returns; [`Sink::flush_tail`] writes that too.
-    pub(crate) fn append(&mut self, data: &[u8], hasher: &mut Sha256) -> io::Result<()> {
+    pub(crate) fn append(&mut self, data: &[u8], hasher: &mut ContentHasher) -> io::Result<()> {
         self.since_tick += data.len();
         let staging = match &mut self.direct {
             Some(d) if d.burst.is_some() || data.len() >= BURST_BYTES => {
@@ -196,7 +197,7 @@ impl Sink {
         Ok(())
     }
 
-    fn write_buffered(&mut self, data: &[u8], hasher: &mut Sha256) -> io::Result<()> {
+    fn write_buffered(&mut self, data: &[u8], hasher: &mut ContentHasher) -> io::Result<()> {
         self.file.write_all_at(data, self.len)?;
         hasher.update(data);
         self.len += data.len() as u64;
@@ -205,7 +206,7 @@ impl Sink {
 
     /// Copy as much of `data` as fits into the staging window, hash it while
     /// it is in the cache, and write the window's whole blocks directly.
-    fn stage(&mut self, data: &[u8], hasher: &mut Sha256) -> io::Result<usize> {
+    fn stage(&mut self, data: &[u8], hasher: &mut ContentHasher) -> io::Result<usize> {
         let Some(d) = &mut self.direct else {
             return Ok(0);
         };

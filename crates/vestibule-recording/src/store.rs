@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::RecordingError;
 use crate::config::RecordingConfig;
+use crate::digest::{ContentHasher, HashAlgorithm, RecordingDigest};
 use crate::events::{Encoder, header};
 use crate::meta::{
     self, Location, Mode, RecordingInfo, RecordingMeta, State, Traffic, data_path, new_id,
@@ -64,14 +64,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
         })?
 }
 
-pub(crate) fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// SHA-256 and size of a file.
-pub(crate) fn hash_file(path: &Path) -> Result<(String, u64), RecordingError> {
+/// Hash and size of a file.
+pub(crate) fn hash_file(
+    path: &Path,
+    algorithm: HashAlgorithm,
+) -> Result<(RecordingDigest, u64), RecordingError> {
     let mut f = File::open(path).map_err(|e| RecordingError::io("open", path, e))?;
-    let mut h = Sha256::new();
+    let mut h = ContentHasher::new(algorithm);
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0u64;
     loop {
@@ -84,7 +83,7 @@ pub(crate) fn hash_file(path: &Path) -> Result<(String, u64), RecordingError> {
         h.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((hex(&h.finalize()), total))
+    Ok((h.finish(), total))
 }
 
 fn check_free(dir: &Path, min_free: u64) -> Result<(), RecordingError> {
@@ -129,13 +128,13 @@ fn cut_torn_tail_and_count(f: &mut File) -> std::io::Result<Traffic> {
 /// Recordings whose writer is gone but which still say "recording" become
 /// incomplete, with the hash of what reached the disk. One that cannot be
 /// repaired is reported and left for the next open.
-fn recover(dir: &Path, s3: bool) -> Result<Vec<String>, RecordingError> {
+fn recover(dir: &Path, s3: bool, algorithm: HashAlgorithm) -> Result<Vec<String>, RecordingError> {
     let mut recovered = Vec::new();
     for info in meta::list_meta(dir)? {
         if info.state != State::Recording {
             continue;
         }
-        match recover_one(dir, &info, s3) {
+        match recover_one(dir, &info, s3, algorithm) {
             Ok(true) => recovered.push(info.id),
             Ok(false) => {}
             Err(e) => {
@@ -147,7 +146,12 @@ fn recover(dir: &Path, s3: bool) -> Result<Vec<String>, RecordingError> {
 }
 
 /// False when the recording's writer is still alive.
-fn recover_one(dir: &Path, info: &RecordingInfo, s3: bool) -> Result<bool, RecordingError> {
+fn recover_one(
+    dir: &Path,
+    info: &RecordingInfo,
+    s3: bool,
+    algorithm: HashAlgorithm,
+) -> Result<bool, RecordingError> {
     let Location::Local { path } = &info.location else {
         return Ok(false);
     };
@@ -156,7 +160,7 @@ fn recover_one(dir: &Path, info: &RecordingInfo, s3: bool) -> Result<bool, Recor
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(RecordingError::io("open", path, e)),
     };
-    let (sha256, bytes, ended, traffic) = match file {
+    let (digest, bytes, ended, traffic) = match file {
         Some(mut f) => {
             match f.try_lock() {
                 Ok(()) => {}
@@ -166,13 +170,13 @@ fn recover_one(dir: &Path, info: &RecordingInfo, s3: bool) -> Result<bool, Recor
             }
             let traffic = cut_torn_tail_and_count(&mut f)
                 .map_err(|e| RecordingError::io("repair", path, e))?;
-            let (sha, bytes) = hash_file(path)?;
+            let (digest, bytes) = hash_file(path, algorithm)?;
             let ended = f
                 .metadata()
                 .and_then(|m| m.modified())
                 .map(DateTime::<Utc>::from)
                 .unwrap_or_else(|_| Utc::now());
-            (Some(sha), bytes, ended, Some(traffic))
+            (Some(digest), bytes, ended, Some(traffic))
         }
         None => (None, 0, Utc::now(), None),
     };
@@ -183,7 +187,7 @@ fn recover_one(dir: &Path, info: &RecordingInfo, s3: bool) -> Result<bool, Recor
         i.state = State::Incomplete;
         i.ended = Some(ended);
         i.bytes = bytes;
-        i.sha256 = sha256;
+        i.digest = digest;
         // Counts are written only when a recording finishes: what the file
         // holds is the best account left of what crossed the channel.
         if let Some(traffic) = traffic {
@@ -260,7 +264,8 @@ impl RecordingStore {
                 pending: PendingUploads::default(),
             }),
         };
-        let recovered = blocking(move || recover(&dir, has_s3)).await?;
+        let algorithm = config.hash;
+        let recovered = blocking(move || recover(&dir, has_s3, algorithm)).await?;
         for id in &recovered {
             tracing::warn!(recording = %id, "recording left unfinished by a previous process; marked incomplete");
         }
@@ -371,7 +376,7 @@ impl RecordingStore {
             wake: Notify::new(),
             drained: Notify::new(),
         });
-        let mut hasher = Sha256::new();
+        let mut hasher = ContentHasher::new(self.inner.config.hash);
         hasher.update(&head);
         let setup = WriterSetup {
             sink,
@@ -400,8 +405,9 @@ impl RecordingStore {
     ) -> Result<RecordingSummary, RecordingError> {
         let dir = self.inner.dir.clone();
         let s3 = self.inner.s3.is_some();
+        let algorithm = self.inner.config.hash;
         let id = id.to_owned();
-        let info = blocking(move || {
+        let (info, digest) = blocking(move || {
             let WriterEnd {
                 file,
                 written,
@@ -412,9 +418,9 @@ impl RecordingStore {
                 Location::Local { path } => path,
                 Location::S3 { .. } => return Err(RecordingError::NotFound(id)),
             };
-            let (sha, bytes) = match (hasher, &error) {
-                (Some(h), None) => (hex(&h.finalize()), written),
-                _ => hash_file(&path)?,
+            let (digest, bytes) = match (hasher, &error) {
+                (Some(h), None) => (h.finish(), written),
+                _ => hash_file(&path, algorithm)?,
             };
             let problem = error.or(problem);
             let (_, info) = update_meta(&dir, &id, |i| {
@@ -425,7 +431,7 @@ impl RecordingStore {
                 };
                 i.ended = Some(Utc::now());
                 i.bytes = bytes;
-                i.sha256 = Some(sha);
+                i.digest = Some(digest);
                 i.traffic = traffic;
                 i.exit_status = exit_status;
                 i.problem = problem;
@@ -433,13 +439,13 @@ impl RecordingStore {
             })?;
             // The lock goes only now that the metadata says how it ended.
             drop(file);
-            Ok(info)
+            Ok((info, digest))
         })
         .await?;
         let info = self.upload(info).await;
         Ok(RecordingSummary {
             id: info.id,
-            sha256: info.sha256.unwrap_or_default(),
+            digest,
             bytes: info.bytes,
             complete: info.state == State::Complete,
             location: info.location,

@@ -10,10 +10,10 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::Sha256;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use crate::digest::ContentHasher;
 use crate::recorder::{Ending, Shared};
 use crate::sink::Sink;
 
@@ -27,9 +27,9 @@ pub(crate) struct WriterEnd {
     pub(crate) file: Option<File>,
     /// Bytes in the file.
     pub(crate) written: u64,
-    /// SHA-256 of what was written; None when a failed write may have left
+    /// The hash of what was written; None when a failed write may have left
     /// part of a buffer behind, so the file must be hashed from disk.
-    pub(crate) hasher: Option<Sha256>,
+    pub(crate) hasher: Option<ContentHasher>,
     pub(crate) error: Option<String>,
 }
 
@@ -47,14 +47,14 @@ impl WriterEnd {
 pub(crate) struct WriterSetup {
     /// The data file, holding the header (already written and hashed).
     pub(crate) sink: Sink,
-    pub(crate) hasher: Sha256,
+    pub(crate) hasher: ContentHasher,
     pub(crate) interval: Duration,
     pub(crate) sync: bool,
 }
 
 struct Written {
     sink: Sink,
-    hasher: Sha256,
+    hasher: ContentHasher,
     buf: Vec<u8>,
     result: std::io::Result<()>,
 }
@@ -70,7 +70,7 @@ struct Round {
     sync: bool,
 }
 
-fn write_out(mut sink: Sink, mut hasher: Sha256, buf: Vec<u8>, round: Round) -> Written {
+fn write_out(mut sink: Sink, mut hasher: ContentHasher, buf: Vec<u8>, round: Round) -> Written {
     let result = sink
         .append(&buf, &mut hasher)
         .and_then(|()| {

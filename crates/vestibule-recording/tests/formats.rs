@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use vestibule_recording::cli::{PlayArgs, RecordingsCommand, run_play, run_recordings};
-use vestibule_recording::{Location, Mode, SessionKind, State};
+use vestibule_recording::{HashAlgorithm, Location, Mode, RecordingDigest, SessionKind, State};
 
 #[tokio::test]
 async fn pty_session_is_asciicast_v2_with_header_and_events() {
@@ -56,7 +56,12 @@ async fn pty_session_is_asciicast_v2_with_header_and_events() {
     assert_eq!(info.state, State::Complete);
     assert_eq!(info.exit_status, Some(0));
     assert_eq!(info.traffic.input, 3);
-    assert_eq!(info.sha256.as_deref(), Some(summary.sha256.as_str()));
+    assert_eq!(info.digest, Some(summary.digest));
+    assert_eq!(
+        summary.digest,
+        RecordingDigest::of(HashAlgorithm::Blake3, &std::fs::read(&path).unwrap()),
+        "by default the digest is BLAKE3 of exactly the stored bytes"
+    );
     assert_eq!(info.bytes, std::fs::metadata(&path).unwrap().len());
     assert_eq!(info.location, Location::Local { path: path.clone() });
 }

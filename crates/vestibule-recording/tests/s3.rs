@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use object_store::ObjectStoreExt;
-use sha2::{Digest, Sha256};
 use vestibule_recording::cli::{PlayArgs, run_play};
 use vestibule_recording::{
-    Location, RecordingConfig, RecordingError, RecordingStore, S3Config, State, StorageKind,
-    VerifyOutcome,
+    Location, RecordingConfig, RecordingDigest, RecordingError, RecordingStore, RecordingSummary,
+    S3Config, State, StorageKind, VerifyOutcome,
 };
 
 const ACCESS: &str = "AKIATEST";
@@ -117,11 +116,8 @@ fn s3_config(spool: &Path, endpoint: &str, secret: &str) -> RecordingConfig {
     c
 }
 
-fn sha256(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+fn digest_like(summary: &RecordingSummary, b: &[u8]) -> RecordingDigest {
+    RecordingDigest::of(summary.digest.algorithm(), b)
 }
 
 fn object_path(server: &S3Server, key: &str) -> PathBuf {
@@ -158,7 +154,7 @@ async fn a_finished_recording_is_uploaded_and_read_back() {
         "the spool copy must go after the upload"
     );
     let object = std::fs::read(object_path(&server, &key)).unwrap();
-    assert_eq!(sha256(&object), summary.sha256);
+    assert_eq!(digest_like(&summary, &object), summary.digest);
     assert!(object_path(&server, &format!("{key}.meta.json")).exists());
 
     let info = store.get(&id).await.unwrap();
@@ -220,7 +216,7 @@ async fn a_large_recording_goes_up_in_parts() {
     let key = format!("recordings/{id}.jsonl");
     let object = std::fs::read(object_path(&server, &key)).unwrap();
     assert_eq!(object.len() as u64, summary.bytes);
-    assert_eq!(sha256(&object), summary.sha256);
+    assert_eq!(digest_like(&summary, &object), summary.digest);
 
     // S3 marks a multipart object's ETag with its part count.
     let client = object_store::aws::AmazonS3Builder::new()

@@ -128,6 +128,7 @@ dir = "recordings"         # local storage, and the spool for S3
 flush_interval_ms = 1000   # what the gateway forwarded is on disk within this
 buffer_limit_bytes = 8388608
 min_free_bytes = 268435456 # refuse new sessions below this much free disk
+hash = "blake3"            # integrity hash of new recordings; "sha256" where FIPS is required
 # retention_days = 90      # delete older recordings (legal holds are kept)
 
 # [sso]
@@ -441,6 +442,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vestibule_recording::HashAlgorithm;
 
     #[test]
     fn ssh_ciphers_are_checked_when_the_configuration_is_read() {
@@ -458,6 +460,24 @@ mod tests {
         );
         let none = TEMPLATE.replace("[ssh]\n", "[ssh]\nciphers = []\n");
         assert!(Config::parse(&none).is_err());
+    }
+
+    #[test]
+    fn the_recording_hash_is_a_named_choice() {
+        let config = Config::parse(TEMPLATE).unwrap();
+        assert_eq!(config.recording.hash, HashAlgorithm::Blake3);
+        let fips = TEMPLATE.replace("hash = \"blake3\"", "hash = \"sha256\"");
+        assert_eq!(
+            Config::parse(&fips).unwrap().recording.hash,
+            HashAlgorithm::Sha256
+        );
+        let md5 = TEMPLATE.replace("hash = \"blake3\"", "hash = \"md5\"");
+        let error = format!("{:#}", Config::parse(&md5).unwrap_err());
+        assert!(
+            error.contains("unknown variant `md5`")
+                && error.contains("expected `blake3` or `sha256`"),
+            "{error}"
+        );
     }
 
     #[test]

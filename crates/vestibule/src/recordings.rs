@@ -81,14 +81,14 @@ pub async fn watch(dir: &DataDir, args: WatchArgs) -> Result<()> {
     result
 }
 
-/// A finished recording whose content no longer matches the SHA-256 taken
+/// A finished recording whose content no longer matches the hash taken
 /// when it was stored is evidence that was changed: it is not replayed as if
 /// it were the session, and the retrieval counts as failed.
 async fn refuse_changed(store: &RecordingStore, info: &RecordingInfo) -> Result<()> {
     for report in store.verify(Some(&info.id)).await? {
         match report.outcome {
             VerifyOutcome::Mismatch { expected, actual } => bail!(
-                "recording {} changed since it was stored (sha256 {actual}, recorded {expected}); \
+                "recording {} changed since it was stored ({actual}, recorded {expected}); \
                  not replayed (`vestibule recordings verify`)",
                 info.id
             ),

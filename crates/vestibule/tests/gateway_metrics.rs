@@ -97,7 +97,7 @@ fn replays_by_the_cli_are_counted_by_the_gateway() {
         let out = w.gw.cli_ok(&["recordings", "list", "--json"]);
         let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout_str()).ok()?;
         list.into_iter()
-            .find(|r| r["state"] != "recording" && r["sha256"].is_string())
+            .find(|r| r["state"] != "recording" && r["digest"].is_string())
     })
     .expect("a finished recording");
     let id = recording["id"].as_str().expect("id").to_owned();

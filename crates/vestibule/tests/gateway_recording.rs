@@ -61,8 +61,10 @@ fn a_shell_session_replays_the_same_screen_text() {
     );
     assert!(text.contains("recorded-42"));
     w.gw.cli_ok(&["recordings", "verify"]);
-    // The audit trail holds the recording's hash.
-    common::identity::found(&w, "recording.stored", rec["sha256"].as_str().unwrap());
+    // The audit trail holds the recording's hash, which names its algorithm.
+    let digest = rec["digest"].as_str().expect("digest");
+    assert!(digest.starts_with("blake3:"), "{rec}");
+    common::identity::found(&w, "recording.stored", digest);
     // A changed file is found.
     let path = rec["location"]["path"]
         .as_str()

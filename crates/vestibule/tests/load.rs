@@ -128,7 +128,7 @@ fn a_gateway_killed_during_bulk_transfers_leaves_every_recording_readable() {
     assert_eq!(recordings.len(), sessions, "{list}");
     for recording in &recordings {
         assert_eq!(recording["state"], "incomplete", "{recording}");
-        assert!(recording["sha256"].is_string(), "{recording}");
+        assert!(recording["digest"].is_string(), "{recording}");
     }
     w.gw.cli_ok(&["recordings", "verify"]);
     let downloads: Vec<&serde_json::Value> = recordings

@@ -221,7 +221,7 @@ async fn finish_recording(ctx: &SessionContext, session_id: &str, recorder: Sess
         Ok(summary) => events.publish(SessionEvent::RecordingStored {
             session_id: session_id.to_owned(),
             recording_id: summary.id,
-            sha256: summary.sha256,
+            digest: summary.digest,
             bytes: summary.bytes,
             complete: summary.complete,
         }),

@@ -1,8 +1,7 @@
 use std::fs;
 
-use sha2::{Digest, Sha256};
-
 use super::*;
+use crate::digest::{HashAlgorithm, RecordingDigest};
 
 /// Bytes that differ from block to block and run to run, so misplaced or
 /// repeated blocks show.
@@ -16,7 +15,7 @@ struct Case {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     sink: Sink,
-    hasher: Sha256,
+    hasher: ContentHasher,
     expected: Vec<u8>,
 }
 
@@ -30,7 +29,7 @@ fn case(head_len: usize, direct: bool) -> Case {
         .write(true)
         .open(&path)
         .unwrap();
-    let mut hasher = Sha256::new();
+    let mut hasher = ContentHasher::new(HashAlgorithm::Blake3);
     hasher.update(&head);
     Case {
         sink: Sink::new(file, &path, head.len() as u64, direct),
@@ -56,8 +55,8 @@ impl Case {
         assert_eq!(disk.len(), self.expected.len());
         assert!(disk == self.expected, "file content differs");
         assert_eq!(self.sink.len(), self.expected.len() as u64);
-        let hash = self.hasher.clone().finalize();
-        assert_eq!(hash.as_slice(), Sha256::digest(&disk).as_slice());
+        let hash = self.hasher.clone().finish();
+        assert_eq!(hash, RecordingDigest::of(HashAlgorithm::Blake3, &disk));
     }
 }
 
