@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::server::{self, Auth, Msg, Server as _, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelMsg, Disconnect, client};
+use russh::{Channel, ChannelMsg, Disconnect, client};
 use ssh_key::PrivateKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
@@ -12,7 +12,11 @@ use tokio::time::timeout;
 
 const ROUNDS: usize = 4;
 
-const ADJUSTS: usize = 4;
+// (Vestibule patch) Upstream used up the window by having
+// `Handler::adjust_window` return 1 after four adjustments. With windows
+// returned as the reader consumes, that callback is no longer consulted, so
+// the reader stops taking data instead: its window is used up the same way.
+const READS_BEFORE_STOPPING: usize = 4;
 
 const SOCKET_BUFFER: u32 = 64 * 1024;
 
@@ -91,9 +95,7 @@ async fn connect(addr: SocketAddr) -> Result<client::Handle<Client>, anyhow::Err
 }
 
 #[derive(Default)]
-struct Server {
-    adjusts: usize,
-}
+struct Server;
 
 impl server::Server for Server {
     type Handler = Self;
@@ -114,11 +116,6 @@ impl server::Handler for Server {
         Ok(Auth::Accept)
     }
 
-    fn adjust_window(&mut self, _: ChannelId, current: u32) -> u32 {
-        self.adjusts += 1;
-        if self.adjusts < ADJUSTS { current } else { 1 }
-    }
-
     async fn channel_open_session(
         &mut self,
         mut channel: Channel<Msg>,
@@ -127,13 +124,15 @@ impl server::Handler for Server {
     ) -> Result<(), Self::Error> {
         reply.accept().await;
         tokio::spawn(async move {
-            loop {
+            for _ in 0..READS_BEFORE_STOPPING {
                 match timeout(Duration::from_millis(200), channel.wait()).await {
                     Ok(Some(_)) => {}
                     Ok(None) => return,
                     Err(_) => break,
                 }
             }
+            // Nothing more is read: the client uses up the window and waits.
+            tokio::time::sleep(Duration::from_millis(200)).await;
             let _ = channel.close().await;
         });
         Ok(())

@@ -112,7 +112,9 @@ pub(crate) async fn bridge_observed(
             )
             .await;
         if let Some(recorder) = recorder {
-            let _ = recorder.finish().await;
+            // Boxed here and below: awaited in place, the finish (3.9 KiB of
+            // state) would size this future, which every idle session holds.
+            let _ = Box::pin(recorder.finish()).await;
         }
         return fail_channel(&person, "audit trail unavailable, session refused", true).await;
     }
@@ -192,7 +194,7 @@ pub(crate) async fn bridge_observed(
         outcome,
     });
     if let Some(recorder) = recorder {
-        finish_recording(ctx, &session_id, recorder).await;
+        Box::pin(finish_recording(ctx, &session_id, recorder)).await;
     }
 }
 

@@ -323,7 +323,7 @@ impl Session {
 
                                     self.sender
                                         .send(Reply::SignRequest {
-                                            key: key.clone(),
+                                            key: Box::new(key.clone()),
                                             data: buf,
                                         })
                                         .map_err(|_| crate::Error::SendError)?;
@@ -366,7 +366,7 @@ impl Session {
 
                                     self.sender
                                         .send(Reply::SignRequestCert {
-                                            cert: cert.clone(),
+                                            cert: Box::new(cert.clone()),
                                             hash_alg,
                                             data: buf,
                                         })
@@ -884,7 +884,10 @@ impl Session {
                 let reply = ChannelOpenHandle::new(
                     self.priority_sender.clone(),
                     pending,
-                    |pending, result| Msg::ServerChannelOpenReply { pending, result },
+                    |pending, result| Msg::ServerChannelOpenReply {
+                        pending: Box::new(pending),
+                        result,
+                    },
                 );
 
                 match &msg.typ {

@@ -121,12 +121,15 @@ enum Reply {
         partial_success: bool,
     },
     ChannelOpenFailure,
+    // (Vestibule patch) Boxed, like `Msg::Authenticate`'s method: a tokio
+    // queue allocates room for 32 messages when it is made, so the largest
+    // variant sets every idle connection's memory.
     SignRequest {
-        key: ssh_key::PublicKey,
+        key: Box<ssh_key::PublicKey>,
         data: Vec<u8>,
     },
     SignRequestCert {
-        cert: Certificate,
+        cert: Box<Certificate>,
         hash_alg: Option<HashAlg>,
         data: Vec<u8>,
     },
@@ -153,7 +156,10 @@ enum Reply {
 pub enum Msg {
     Authenticate {
         user: String,
-        method: auth::Method,
+        // (Vestibule patch) Boxed: a certificate made this the largest
+        // variant (552 bytes), and each of a connection's three `Msg` queues
+        // allocates 32 of them up front, idle or not.
+        method: Box<auth::Method>,
     },
     AuthInfoResponse {
         responses: Vec<String>,
@@ -227,7 +233,8 @@ pub enum Msg {
     },
     Channel(ChannelId, ChannelMsg),
     ServerChannelOpenReply {
-        pending: crate::PendingChannelOpen,
+        // (Vestibule patch) Boxed, as `server::Msg::ChannelOpenReply`.
+        pending: Box<crate::PendingChannelOpen>,
         result: Result<(), ChannelOpenFailure>,
     },
     Rekey,
@@ -352,7 +359,7 @@ impl<H: Handler> Handle<H> {
         self.sender
             .send(Msg::Authenticate {
                 user,
-                method: auth::Method::None,
+                method: Box::new(auth::Method::None),
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
@@ -369,9 +376,9 @@ impl<H: Handler> Handle<H> {
         self.sender
             .send(Msg::Authenticate {
                 user,
-                method: auth::Method::Password {
+                method: Box::new(auth::Method::Password {
                     password: password.into(),
-                },
+                }),
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
@@ -392,9 +399,9 @@ impl<H: Handler> Handle<H> {
         self.sender
             .send(Msg::Authenticate {
                 user: user.into(),
-                method: auth::Method::KeyboardInteractive {
+                method: Box::new(auth::Method::KeyboardInteractive {
                     submethods: submethods.into().unwrap_or_else(|| "".to_owned()),
-                },
+                }),
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
@@ -500,7 +507,7 @@ impl<H: Handler> Handle<H> {
         self.sender
             .send(Msg::Authenticate {
                 user,
-                method: auth::Method::PublicKey { key },
+                method: Box::new(auth::Method::PublicKey { key }),
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
@@ -518,7 +525,7 @@ impl<H: Handler> Handle<H> {
         self.sender
             .send(Msg::Authenticate {
                 user,
-                method: auth::Method::OpenSshCertificate { key, cert },
+                method: Box::new(auth::Method::OpenSshCertificate { key, cert }),
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
@@ -545,7 +552,7 @@ impl<H: Handler> Handle<H> {
             .sender
             .send(Msg::Authenticate {
                 user,
-                method: auth::Method::FuturePublicKey { key, hash_alg },
+                method: Box::new(auth::Method::FuturePublicKey { key, hash_alg }),
             })
             .await
             .is_err()
@@ -566,7 +573,7 @@ impl<H: Handler> Handle<H> {
                     });
                 }
                 Some(Reply::SignRequest { key, data }) => {
-                    let data = signer.auth_sign(&key.into(), hash_alg, data).await;
+                    let data = signer.auth_sign(&(*key).into(), hash_alg, data).await;
                     let data = match data {
                         Ok(data) => data,
                         Err(e) => {
@@ -606,7 +613,7 @@ impl<H: Handler> Handle<H> {
             .sender
             .send(Msg::Authenticate {
                 user,
-                method: auth::Method::GssapiWithMic { mechanism_oids },
+                method: Box::new(auth::Method::GssapiWithMic { mechanism_oids }),
             })
             .await
             .is_err()
@@ -690,7 +697,7 @@ impl<H: Handler> Handle<H> {
             .sender
             .send(Msg::Authenticate {
                 user,
-                method: auth::Method::FutureCertificate { cert, hash_alg },
+                method: Box::new(auth::Method::FutureCertificate { cert, hash_alg }),
             })
             .await
             .is_err()
@@ -715,7 +722,7 @@ impl<H: Handler> Handle<H> {
                     hash_alg,
                     data,
                 }) => {
-                    let data = signer.auth_sign(&cert.into(), hash_alg, data).await;
+                    let data = signer.auth_sign(&(*cert).into(), hash_alg, data).await;
                     let data = match data {
                         Ok(data) => data,
                         Err(e) => {
@@ -1264,7 +1271,13 @@ where
     );
     session.begin_rekey()?;
     let (kex_done_signal, kex_done_signal_rx) = oneshot::channel();
-    let join = russh_util::runtime::spawn(session.run(stream, handler, Some(kex_done_signal)));
+    // (Vestibule patch) Boxed first, as in `server::run_stream`: the spawn
+    // wrapper would otherwise hold this 15 KiB future twice.
+    let join = russh_util::runtime::spawn(Box::pin(session.run(
+        stream,
+        handler,
+        Some(kex_done_signal),
+    )));
 
     let agent_session_binding = match kex_done_signal_rx.await {
         Ok(binding) => binding,
@@ -1344,49 +1357,54 @@ impl Session {
         }
     }
 
-    async fn run<H: Handler + Send, R: AsyncRead + AsyncWrite + Unpin + Send>(
+    // (Vestibule patch) A plain fn returning an async block that uses its
+    // captures in place: as an `async fn` it moved its arguments into locals
+    // and its state kept both copies (the 3.3 KiB `Session` twice).
+    fn run<H: Handler + Send, R: AsyncRead + AsyncWrite + Unpin + Send>(
         mut self,
         stream: SshRead<R>,
         mut handler: H,
         mut kex_done_signal: Option<
             oneshot::Sender<Option<crate::keys::agent::AgentSessionBinding>>,
         >,
-    ) -> Result<(), H::Error> {
-        let (stream_read, mut stream_write) = stream.split();
-        let result = self
-            .run_inner(
-                stream_read,
-                &mut stream_write,
-                &mut handler,
-                &mut kex_done_signal,
-            )
-            .await;
-        trace!("disconnected");
-        self.receiver.close();
-        self.priority_receiver.close();
-        self.inbound_channel_receiver.close();
-        map_err!(stream_write.shutdown().await)?;
-        match result {
-            Ok(v) => {
-                handler
-                    .disconnected(DisconnectReason::ReceivedDisconnect(v))
-                    .await?;
-                Ok(())
-            }
-            Err(e) => {
-                if kex_done_signal.is_some() {
-                    // The kex signal has not been consumed yet,
-                    // so we can send return the concrete error to be propagated
-                    // into the JoinHandle and returned from `connect_stream`
-                    debug!("disconnected during handshake {e:?}");
-                    Err(e)
-                } else {
-                    // The kex signal has been consumed, so no one is
-                    // awaiting the result of this coroutine
-                    // We're better off passing the error into the Handler
-                    debug!("disconnected {e:?}");
-                    handler.disconnected(DisconnectReason::Error(e)).await?;
-                    Err(H::Error::from(crate::Error::Disconnect))
+    ) -> impl Future<Output = Result<(), H::Error>> + Send {
+        async move {
+            let (stream_read, mut stream_write) = stream.split();
+            let result = self
+                .run_inner(
+                    stream_read,
+                    &mut stream_write,
+                    &mut handler,
+                    &mut kex_done_signal,
+                )
+                .await;
+            trace!("disconnected");
+            self.receiver.close();
+            self.priority_receiver.close();
+            self.inbound_channel_receiver.close();
+            map_err!(stream_write.shutdown().await)?;
+            match result {
+                Ok(v) => {
+                    handler
+                        .disconnected(DisconnectReason::ReceivedDisconnect(v))
+                        .await?;
+                    Ok(())
+                }
+                Err(e) => {
+                    if kex_done_signal.is_some() {
+                        // The kex signal has not been consumed yet,
+                        // so we can send return the concrete error to be propagated
+                        // into the JoinHandle and returned from `connect_stream`
+                        debug!("disconnected during handshake {e:?}");
+                        Err(e)
+                    } else {
+                        // The kex signal has been consumed, so no one is
+                        // awaiting the result of this coroutine
+                        // We're better off passing the error into the Handler
+                        debug!("disconnected {e:?}");
+                        handler.disconnected(DisconnectReason::Error(e)).await?;
+                        Err(H::Error::from(crate::Error::Disconnect))
+                    }
                 }
             }
         }
@@ -1634,7 +1652,7 @@ impl Session {
     fn handle_msg(&mut self, msg: Msg) -> Result<(), crate::Error> {
         match msg {
             Msg::Authenticate { user, method } => {
-                self.write_auth_request_if_needed(&user, method)?;
+                self.write_auth_request_if_needed(&user, *method)?;
             }
             Msg::Signed { .. } | Msg::SignFailed => {}
             Msg::AuthInfoResponse { .. } => {}
@@ -1835,7 +1853,7 @@ impl Session {
                 let _ = self.send_global_request(reply_channel, &name, &data);
             }
             Msg::ServerChannelOpenReply { pending, result } => {
-                self.finalize_server_channel_open_reply(pending, result)?;
+                self.finalize_server_channel_open_reply(*pending, result)?;
             }
             msg => {
                 // should be unreachable, since the receiver only gets

@@ -1130,7 +1130,10 @@ where
 
     session.begin_rekey()?;
 
-    let join = russh_util::runtime::spawn(session.run(stream, handler));
+    // (Vestibule patch) Boxed first: `russh_util::runtime::spawn` awaits the
+    // future inside an async block, which holds it twice (the captured
+    // future and the one being awaited), 13 KiB each for an idle session.
+    let join = russh_util::runtime::spawn(Box::pin(session.run(stream, handler)));
 
     Ok(RunningSession { handle, join })
 }
