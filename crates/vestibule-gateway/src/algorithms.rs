@@ -306,6 +306,16 @@ mod tests {
         );
     }
 
+    /// Every russh queue allocates 32 slots of its message type when it is
+    /// made, idle or not, and a session holds two connections' worth of them.
+    /// The fork boxes the rare large variants (third_party/russh/VESTIBULE.md);
+    /// this catches a russh upgrade that loses that (552 bytes before).
+    #[test]
+    fn russh_queue_messages_stay_small() {
+        assert!(std::mem::size_of::<russh::client::Msg>() <= 96);
+        assert!(std::mem::size_of::<russh::server::Msg>() <= 96);
+    }
+
     #[test]
     fn front_ciphers_named_in_configuration_must_be_modern() {
         let chosen = FrontCiphers::from_names(&["chacha20-poly1305@openssh.com", "aes256-ctr"]);
