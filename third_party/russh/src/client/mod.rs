@@ -2038,101 +2038,118 @@ async fn reply<H: Handler>(
         }
     }
 
-    #[allow(clippy::collapsible_if)]
-    if is_kex_msg {
-        if let SessionKexState::InProgress(kex) = session.kex.take() {
-            let progress = kex.step(Some(pkt), &mut session.common.packet_writer)?;
-
-            match progress {
-                KexProgress::NeedsReply { kex, reset_seqn } => {
-                    debug!("kex impl continues: {kex:?}");
-                    session.kex = SessionKexState::InProgress(kex);
-                    if reset_seqn {
-                        debug!("kex impl requests seqno reset");
-                        session.common.reset_seqn();
-                    }
-                }
-                KexProgress::Done {
-                    server_host_key,
-                    server_host_certificate,
-                    agent_session_binding,
-                    newkeys,
-                } => {
-                    debug!("kex impl has completed");
-                    session.common.strict_kex =
-                        session.common.strict_kex || newkeys.names.strict_kex();
-
-                    if session.common.encrypted.is_some() {
-                        // This is a rekey
-                        handler
-                            .kex_done(newkeys.kex.shared_secret_bytes(), &newkeys.names, session)
-                            .await?;
-                        {
-                            let common = &mut session.common;
-                            common.newkeys(newkeys);
-                            if let Some(enc) = common.encrypted.as_mut() {
-                                enc.last_rekey = Instant::now();
-                                enc.flush_all_pending_with_writer(
-                                    &mut common.packet_writer,
-                                    false,
-                                )?;
-                            }
-                        }
-
-                        let mut pending = std::mem::take(&mut session.pending_reads);
-                        for p in pending.drain(..) {
-                            session.process_packet(handler, &p).await?;
-                        }
-                        session.pending_reads = pending;
-                        session.pending_len = 0;
-                    } else {
-                        // This is the initial kex
-                        // A certificate replaces the key check rather than
-                        // adding to it. The key inside a certificate is not
-                        // something the client was ever told to trust — asking
-                        // about it as well would invite an implementation to
-                        // answer yes to the wrong question.
-                        if let Some(certificate) = server_host_certificate {
-                            if !handler.check_server_key(&certificate.into()).await? {
-                                return Err(crate::Error::UnknownKey.into());
-                            }
-                        } else if let Some(server_host_key) = server_host_key {
-                            let check = handler.check_server_key(&server_host_key.into()).await?;
-                            if !check {
-                                return Err(crate::Error::UnknownKey.into());
-                            }
-                        }
-
-                        handler
-                            .kex_done(newkeys.kex.shared_secret_bytes(), &newkeys.names, session)
-                            .await?;
-
-                        session
-                            .common
-                            .encrypted(initial_encrypted_state(session), newkeys);
-
-                        if let Some(sender) = kex_done_signal.take() {
-                            sender.send(agent_session_binding).unwrap_or(());
-                        }
-                    }
-
-                    session.kex = SessionKexState::Idle;
-
-                    if session.common.strict_kex {
-                        pkt.seqn = Wrapping(0);
-                    }
-
-                    debug!("kex done");
-                }
-            }
-
-            session.flush()?;
-
-            return Ok(());
-        }
+    if is_kex_msg && Box::pin(reply_kex(session, handler, kex_done_signal, pkt)).await? {
+        return Ok(());
     }
 
     session.client_read_encrypted(handler, pkt).await
+}
+
+/// (Vestibule patch) The key-exchange branch of `reply`, awaited boxed: its
+/// state (the exchange's progress, keys and host certificate, about 4 KiB)
+/// would otherwise size `reply`'s future, which every connection's session
+/// future holds for its whole life, idle or not. Key exchange is rare, so
+/// the allocation is too. False when no exchange is in progress.
+async fn reply_kex<H: Handler>(
+    session: &mut Session,
+    handler: &mut H,
+    kex_done_signal: &mut Option<
+        tokio::sync::oneshot::Sender<Option<crate::keys::agent::AgentSessionBinding>>,
+    >,
+    pkt: &mut IncomingSshPacket,
+) -> Result<bool, H::Error> {
+    if let SessionKexState::InProgress(kex) = session.kex.take() {
+        let progress = kex.step(Some(pkt), &mut session.common.packet_writer)?;
+
+        match progress {
+            KexProgress::NeedsReply { kex, reset_seqn } => {
+                debug!("kex impl continues: {kex:?}");
+                session.kex = SessionKexState::InProgress(kex);
+                if reset_seqn {
+                    debug!("kex impl requests seqno reset");
+                    session.common.reset_seqn();
+                }
+            }
+            KexProgress::Done {
+                server_host_key,
+                server_host_certificate,
+                agent_session_binding,
+                newkeys,
+            } => {
+                debug!("kex impl has completed");
+                session.common.strict_kex =
+                    session.common.strict_kex || newkeys.names.strict_kex();
+
+                if session.common.encrypted.is_some() {
+                    // This is a rekey
+                    handler
+                        .kex_done(newkeys.kex.shared_secret_bytes(), &newkeys.names, session)
+                        .await?;
+                    {
+                        let common = &mut session.common;
+                        common.newkeys(newkeys);
+                        if let Some(enc) = common.encrypted.as_mut() {
+                            enc.last_rekey = Instant::now();
+                            enc.flush_all_pending_with_writer(
+                                &mut common.packet_writer,
+                                false,
+                            )?;
+                        }
+                    }
+
+                    let mut pending = std::mem::take(&mut session.pending_reads);
+                    for p in pending.drain(..) {
+                        session.process_packet(handler, &p).await?;
+                    }
+                    session.pending_reads = pending;
+                    session.pending_len = 0;
+                } else {
+                    // This is the initial kex
+                    // A certificate replaces the key check rather than
+                    // adding to it. The key inside a certificate is not
+                    // something the client was ever told to trust — asking
+                    // about it as well would invite an implementation to
+                    // answer yes to the wrong question.
+                    if let Some(certificate) = server_host_certificate {
+                        if !handler.check_server_key(&certificate.into()).await? {
+                            return Err(crate::Error::UnknownKey.into());
+                        }
+                    } else if let Some(server_host_key) = server_host_key {
+                        let check = handler.check_server_key(&server_host_key.into()).await?;
+                        if !check {
+                            return Err(crate::Error::UnknownKey.into());
+                        }
+                    }
+
+                    handler
+                        .kex_done(newkeys.kex.shared_secret_bytes(), &newkeys.names, session)
+                        .await?;
+
+                    session
+                        .common
+                        .encrypted(initial_encrypted_state(session), newkeys);
+
+                    if let Some(sender) = kex_done_signal.take() {
+                        sender.send(agent_session_binding).unwrap_or(());
+                    }
+                }
+
+                session.kex = SessionKexState::Idle;
+
+                if session.common.strict_kex {
+                    pkt.seqn = Wrapping(0);
+                }
+
+                debug!("kex done");
+            }
+        }
+
+        session.flush()?;
+
+        return Ok(true);
+    }
+
+    Ok(false)
 }
 
 #[cfg(test)]
