@@ -375,8 +375,21 @@ impl Drop for MetaLock {
 /// Every recording's metadata in `dir`, oldest first. Unreadable files are
 /// reported in the log and skipped, so one bad file does not hide the rest.
 pub(crate) fn list_meta(dir: &Path) -> Result<Vec<RecordingInfo>, RecordingError> {
+    let (infos, unreadable) = list_meta_and_unreadable(dir)?;
+    for (_, e) in unreadable {
+        tracing::warn!(error = %e, "skipping unreadable recording metadata");
+    }
+    Ok(infos)
+}
+
+/// Every recording's metadata, oldest first, and the ids whose metadata
+/// cannot be read (for `verify`, which must not pass over them).
+pub(crate) fn list_meta_and_unreadable(
+    dir: &Path,
+) -> Result<(Vec<RecordingInfo>, Vec<(String, RecordingError)>), RecordingError> {
     let entries = fs::read_dir(dir).map_err(|e| RecordingError::io("read", dir, e))?;
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| RecordingError::io("read", dir, e))?;
         let name = entry.file_name();
@@ -386,11 +399,12 @@ pub(crate) fn list_meta(dir: &Path) -> Result<Vec<RecordingInfo>, RecordingError
         }
         match read_meta(&entry.path()) {
             Ok(info) => out.push(info),
-            Err(e) => tracing::warn!(error = %e, "skipping unreadable recording metadata"),
+            Err(e) => unreadable.push((name.trim_end_matches(META_SUFFIX).to_owned(), e)),
         }
     }
     out.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
-    Ok(out)
+    unreadable.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((out, unreadable))
 }
 
 #[cfg(test)]

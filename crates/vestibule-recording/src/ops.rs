@@ -163,13 +163,25 @@ impl RecordingStore {
     }
 
     /// Recompute the hash of one recording, or of all when `id` is None, with
-    /// the algorithm its stored digest names.
+    /// the algorithm its stored digest names. A recording whose metadata
+    /// cannot be read (a changed digest among them) is reported, not skipped.
     pub async fn verify(&self, id: Option<&str>) -> Result<Vec<VerifyReport>, RecordingError> {
-        let infos = match id {
-            Some(id) => vec![self.get(id).await?],
-            None => self.list().await?,
+        let (infos, unreadable) = match id {
+            Some(id) => (vec![self.get(id).await?], Vec::new()),
+            None => {
+                let dir = self.inner.dir.clone();
+                blocking(move || meta::list_meta_and_unreadable(&dir)).await?
+            }
         };
-        let mut reports = Vec::with_capacity(infos.len());
+        let mut reports = Vec::with_capacity(infos.len() + unreadable.len());
+        for (id, error) in unreadable {
+            reports.push(VerifyReport {
+                id,
+                outcome: VerifyOutcome::Missing {
+                    reason: format!("its metadata cannot be read: {error}"),
+                },
+            });
+        }
         for info in infos {
             let outcome = match info.digest {
                 None => VerifyOutcome::Unfinished,
