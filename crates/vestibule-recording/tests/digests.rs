@@ -167,8 +167,10 @@ async fn a_malformed_stored_digest_is_reported_not_trusted() {
     let (code, text) = verify_text(&store).await;
     assert_eq!(code, ExitCode::FAILURE, "{text}");
     assert!(
-        text.contains(&format!("{} MISSING: its metadata cannot be read", summary.id))
-            && text.contains("md5:0123"),
+        text.contains(&format!(
+            "{} MISSING: its metadata cannot be read",
+            summary.id
+        )) && text.contains("md5:0123"),
         "{text}"
     );
 }
