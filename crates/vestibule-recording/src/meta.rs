@@ -375,18 +375,24 @@ impl Drop for MetaLock {
 /// Every recording's metadata in `dir`, oldest first. Unreadable files are
 /// reported in the log and skipped, so one bad file does not hide the rest.
 pub(crate) fn list_meta(dir: &Path) -> Result<Vec<RecordingInfo>, RecordingError> {
-    let (infos, unreadable) = list_meta_and_unreadable(dir)?;
-    for (_, e) in unreadable {
+    let listing = list_meta_and_unreadable(dir)?;
+    for (_, e) in listing.unreadable {
         tracing::warn!(error = %e, "skipping unreadable recording metadata");
     }
-    Ok(infos)
+    Ok(listing.infos)
 }
 
-/// Every recording's metadata, oldest first, and the ids whose metadata
-/// cannot be read (for `verify`, which must not pass over them).
-pub(crate) fn list_meta_and_unreadable(
-    dir: &Path,
-) -> Result<(Vec<RecordingInfo>, Vec<(String, RecordingError)>), RecordingError> {
+/// What one pass over the recording directory found.
+pub(crate) struct MetaListing {
+    /// Every readable recording's metadata, oldest first.
+    pub(crate) infos: Vec<RecordingInfo>,
+    /// Ids whose metadata cannot be read, and why.
+    pub(crate) unreadable: Vec<(String, RecordingError)>,
+}
+
+/// Like [`list_meta`], keeping the ids whose metadata cannot be read (for
+/// `verify`, which must not pass over them).
+pub(crate) fn list_meta_and_unreadable(dir: &Path) -> Result<MetaListing, RecordingError> {
     let entries = fs::read_dir(dir).map_err(|e| RecordingError::io("read", dir, e))?;
     let mut out = Vec::new();
     let mut unreadable = Vec::new();
@@ -404,7 +410,10 @@ pub(crate) fn list_meta_and_unreadable(
     }
     out.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
     unreadable.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((out, unreadable))
+    Ok(MetaListing {
+        infos: out,
+        unreadable,
+    })
 }
 
 #[cfg(test)]

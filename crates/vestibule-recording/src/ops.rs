@@ -170,7 +170,8 @@ impl RecordingStore {
             Some(id) => (vec![self.get(id).await?], Vec::new()),
             None => {
                 let dir = self.inner.dir.clone();
-                blocking(move || meta::list_meta_and_unreadable(&dir)).await?
+                let listing = blocking(move || meta::list_meta_and_unreadable(&dir)).await?;
+                (listing.infos, listing.unreadable)
             }
         };
         let mut reports = Vec::with_capacity(infos.len() + unreadable.len());
