@@ -58,7 +58,7 @@ impl RecordingDigest {
 
     /// The digest alone, in lower-case hex.
     pub fn hex(&self) -> String {
-        self.bytes.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.bytes)
     }
 
     /// Hash `data` in one go (tests and small inputs).
@@ -103,27 +103,10 @@ impl FromStr for RecordingDigest {
             Some(_) => return Err(refuse()),
             None => (HashAlgorithm::Sha256, s),
         };
-        if hex.len() != 2 * DIGEST_BYTES {
-            return Err(refuse());
-        }
+        // Exactly 64 digits of either case; signs, spaces and odd lengths fail.
         let mut bytes = [0u8; DIGEST_BYTES];
-        for (out, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-            let (Some(high), Some(low)) = (nibble(pair[0]), nibble(pair[1])) else {
-                return Err(refuse());
-            };
-            *out = high << 4 | low;
-        }
+        hex::decode_to_slice(hex, &mut bytes).map_err(|_| refuse())?;
         Ok(RecordingDigest { algorithm, bytes })
-    }
-}
-
-/// One hex digit; upper case is accepted, signs and spaces are not.
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 
@@ -227,6 +210,8 @@ mod tests {
         }
         let sha = RecordingDigest::of(HashAlgorithm::Sha256, b"abc");
         assert_eq!(sha.hex().parse::<RecordingDigest>(), Ok(sha));
+        let upper = format!("sha256:{}", sha.hex().to_uppercase());
+        assert_eq!(upper.parse::<RecordingDigest>(), Ok(sha));
     }
 
     #[test]
