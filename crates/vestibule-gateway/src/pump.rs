@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use russh::{Channel, ChannelMsg, client, server};
+use russh::{Channel, ChannelMsg, ExitSignal, client, server};
 
 use std::sync::OnceLock;
 
@@ -160,12 +160,13 @@ pub(crate) async fn bridge(
                         let sent = to_person.exit_status(exit_status).await;
                         release_eof(&to_person, &mut eof_held, sent).await
                     }
-                    ChannelMsg::ExitSignal {
-                        signal_name,
-                        core_dumped,
-                        error_message,
-                        lang_tag,
-                    } => {
+                    ChannelMsg::ExitSignal(signal) => {
+                        let ExitSignal {
+                            signal_name,
+                            core_dumped,
+                            error_message,
+                            lang_tag,
+                        } = *signal;
                         traffic.exit_signal = true;
                         let sent = handle
                             .exit_signal_request(

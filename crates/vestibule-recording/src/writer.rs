@@ -17,8 +17,11 @@ use crate::digest::ContentHasher;
 use crate::recorder::{Ending, Shared};
 use crate::sink::Sink;
 
-/// Buffer capacity a quiet recording keeps (each of the two it swaps).
-pub(crate) const IDLE_CAPACITY: usize = 4 << 10;
+/// Buffer capacity a quiet recording keeps (each of the two it swaps). A
+/// terminal's line or prompt fits; a screenful grows the buffer for a round
+/// and the next quiet round hands the memory back, so a thousand idle sessions
+/// do not each hold a page.
+pub(crate) const IDLE_CAPACITY: usize = 1 << 10;
 
 /// What the writer leaves when it stops.
 #[derive(Debug)]

@@ -60,7 +60,10 @@ macro_rules! push_packet {
 }
 
 mod channels;
-pub use channels::{Channel, ChannelMsg, ChannelReadHalf, ChannelStream, ChannelWriteHalf};
+pub use channels::{
+    Channel, ChannelMsg, ChannelReadHalf, ChannelStream, ChannelWriteHalf, EnvRequest, ExitSignal,
+    PtyRequest, X11Request,
+};
 
 mod parsing;
 mod session;

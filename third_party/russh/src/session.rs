@@ -159,9 +159,21 @@ impl<C> CommonSession<C> {
             .is_some_and(|channel| channel.confirmed)
     }
 
+    /// (Vestibule patch) Drop what the last key exchange kept: both sides'
+    /// KEXINIT payloads and the ephemeral keys (2 KiB or more, for the
+    /// connection's whole life). Nothing reads them once the keys are in
+    /// use; `exchange` stays `Some`, which the server's flush reads as "no
+    /// rekey started".
+    pub(crate) fn shed_exchange(&mut self) {
+        if let Some(ref mut enc) = self.encrypted {
+            enc.exchange = Some(Exchange::default());
+        }
+    }
+
     pub fn newkeys(&mut self, newkeys: NewKeys) {
         if let Some(ref mut enc) = self.encrypted {
-            enc.exchange = Some(newkeys.exchange);
+            // (Vestibule patch) Not `newkeys.exchange`: see `shed_exchange`.
+            enc.exchange = Some(Exchange::default());
             enc.kex = newkeys.kex;
             enc.key = newkeys.key;
             enc.client_mac = newkeys.names.client_mac;

@@ -36,8 +36,10 @@ pub(crate) async fn run(
         auth_method: ctx.auth_method,
         ticket: None,
     };
+    // Set-up awaits are boxed: in place, they would size this task (one per
+    // forwarded connection) for the connection's life.
     let (authorized, forward_grant) =
-        match route::authorize_forward(&ctx.shared, &ask, &host, port).await {
+        match Box::pin(route::authorize_forward(&ctx.shared, &ask, &host, port)).await {
             Ok(grants) => grants,
             Err(RouteError::Internal(_)) => {
                 return reply.reject(ChannelOpenFailure::ConnectFailed).await;
@@ -49,10 +51,9 @@ pub(crate) async fn run(
             }
         };
     let session_grant = &authorized.grant;
-    let opened = match ctx.links.get(&ctx.shared, session_grant).await {
+    let opened = match Box::pin(ctx.links.get(&ctx.shared, session_grant)).await {
         Ok(link) => {
-            link.open_forward(&forward_grant, (&originator.0, originator.1))
-                .await
+            Box::pin(link.open_forward(&forward_grant, (&originator.0, originator.1))).await
         }
         Err(error) => Err(error),
     };

@@ -13,7 +13,7 @@ use vestibule_store::{AccessRequest, SessionStart};
 use super::recording;
 use super::session::{SessionContext, fail_channel};
 use crate::events::SessionEvent;
-use crate::live::LiveInfo;
+use crate::live::{LiveHandle, LiveInfo};
 use crate::pump;
 
 /// What a session (or a forward) is, for the event that says it started.
@@ -43,81 +43,20 @@ pub(crate) async fn bridge_observed(
     person: Channel<Msg>,
     remote: Channel<client::Msg>,
 ) {
+    // The start and the end are boxed: awaited in place, their states (the
+    // durable audit write, the recording's finish) would size this future,
+    // which every session holds for its whole life.
+    let Some(opened) = Box::pin(open_observed(ctx, started, &person)).await else {
+        return;
+    };
+    let Opened {
+        session_id,
+        recorder,
+        mut live,
+        record,
+        started_at,
+    } = opened;
     let settings = &ctx.shared.settings;
-    let session_id = started.session_id.clone();
-    // Recording starts first: a session that cannot be recorded is refused
-    // before anything says it started.
-    let recorder = match recording::start(ctx, &started).await {
-        Ok(recorder) => recorder,
-        Err(message) => {
-            settings.events.publish(SessionEvent::SessionRefused {
-                session_id: session_id.clone(),
-                person: ctx.person.clone(),
-                target: started.target.clone(),
-                login: started.login.clone(),
-                reason: message.to_owned(),
-            });
-            return fail_channel(&person, message, true).await;
-        }
-    };
-    let mut live = ctx.shared.live.register(
-        &session_id,
-        LiveInfo {
-            person: ctx.person.clone(),
-            target: started.target.clone(),
-            roles: started.roles,
-            grant_expires: started.jit.as_ref().map(|j| j.expires_at.unwrap_or(0)),
-        },
-    );
-    let record = SessionStart {
-        id: session_id.clone(),
-        person: ctx.person.clone(),
-        target: started.target.clone(),
-        login: started.login.clone(),
-        kind: started.kind.clone(),
-        via_jump: ctx.via_jump,
-        ticket: started.ticket.clone(),
-        grant_id: started.jit.as_ref().map(|j| j.id.clone()),
-        source: ctx.peer.map(|p| p.to_string()),
-    };
-    if let Some(grant) = &started.jit {
-        time_to_grant(ctx, grant).await;
-    }
-    if let Err(error) = settings.store.session_started(&record).await {
-        tracing::error!(%error, session = %session_id, "cannot record the session start");
-    }
-    let started_at = std::time::Instant::now();
-    let start_event = SessionEvent::SessionStarted {
-        session_id: started.session_id,
-        person: ctx.person.clone(),
-        target: started.target.clone(),
-        login: started.login.clone(),
-        kind: started.kind,
-        via_jump: ctx.via_jump,
-        because: started.because,
-        ticket: started.ticket,
-        peer: ctx.peer,
-        setup: started.asked.elapsed(),
-    };
-    // No byte moves before the audit trail holds the session's start.
-    if let Err(error) = settings.events.publish_durable(start_event).await {
-        tracing::error!(%error, session = %session_id, "session refused");
-        let _ = settings
-            .store
-            .session_ended(
-                &session_id,
-                (0, 0),
-                None,
-                "refused: audit trail unavailable",
-            )
-            .await;
-        if let Some(recorder) = recorder {
-            // Boxed here and below: awaited in place, the finish (3.9 KiB of
-            // state) would size this future, which every idle session holds.
-            let _ = Box::pin(recorder.finish()).await;
-        }
-        return fail_channel(&person, "audit trail unavailable, session refused", true).await;
-    }
     let person_id = person.id();
     let bridged = pump::bridge(
         person,
@@ -173,17 +112,149 @@ pub(crate) async fn bridge_observed(
             (traffic, format!("ended: {reason}"))
         }
     };
+    let ended = Ended {
+        record,
+        started_at,
+        traffic,
+        outcome,
+    };
+    Box::pin(close_observed(ctx, &session_id, ended, recorder)).await;
+}
+
+/// A session whose start is recorded: what its end needs.
+struct Opened {
+    session_id: String,
+    recorder: Option<SessionRecorder>,
+    live: LiveHandle,
+    record: SessionStart,
+    started_at: std::time::Instant,
+}
+
+/// How a session went, for its end record.
+struct Ended {
+    record: SessionStart,
+    started_at: std::time::Instant,
+    traffic: pump::Traffic,
+    outcome: String,
+}
+
+/// Start the recording, register the session as live and record its start
+/// durably; `None` once the person has been told why it was refused.
+async fn open_observed(
+    ctx: &SessionContext,
+    started: Started,
+    person: &Channel<Msg>,
+) -> Option<Opened> {
+    let settings = &ctx.shared.settings;
+    let session_id = started.session_id.clone();
+    // Recording starts first: a session that cannot be recorded is refused
+    // before anything says it started.
+    let recorder = match recording::start(ctx, &started).await {
+        Ok(recorder) => recorder,
+        Err(message) => {
+            settings.events.publish(SessionEvent::SessionRefused {
+                session_id: session_id.clone(),
+                person: ctx.person.clone(),
+                target: started.target.clone(),
+                login: started.login.clone(),
+                reason: message.to_owned(),
+            });
+            fail_channel(person, message, true).await;
+            return None;
+        }
+    };
+    let live = ctx.shared.live.register(
+        &session_id,
+        LiveInfo {
+            person: ctx.person.clone(),
+            target: started.target.clone(),
+            roles: started.roles,
+            grant_expires: started.jit.as_ref().map(|j| j.expires_at.unwrap_or(0)),
+        },
+    );
+    let record = SessionStart {
+        id: session_id.clone(),
+        person: ctx.person.clone(),
+        target: started.target.clone(),
+        login: started.login.clone(),
+        kind: started.kind.clone(),
+        via_jump: ctx.via_jump,
+        ticket: started.ticket.clone(),
+        grant_id: started.jit.as_ref().map(|j| j.id.clone()),
+        source: ctx.peer.map(|p| p.to_string()),
+    };
+    if let Some(grant) = &started.jit {
+        time_to_grant(ctx, grant).await;
+    }
+    if let Err(error) = settings.store.session_started(&record).await {
+        tracing::error!(%error, session = %session_id, "cannot record the session start");
+    }
+    let started_at = std::time::Instant::now();
+    let start_event = SessionEvent::SessionStarted {
+        session_id: started.session_id,
+        person: ctx.person.clone(),
+        target: started.target.clone(),
+        login: started.login.clone(),
+        kind: started.kind,
+        via_jump: ctx.via_jump,
+        because: started.because,
+        ticket: started.ticket,
+        peer: ctx.peer,
+        setup: started.asked.elapsed(),
+    };
+    // No byte moves before the audit trail holds the session's start.
+    if let Err(error) = settings.events.publish_durable(start_event).await {
+        tracing::error!(%error, session = %session_id, "session refused");
+        let _ = settings
+            .store
+            .session_ended(
+                &session_id,
+                (0, 0),
+                None,
+                "refused: audit trail unavailable",
+            )
+            .await;
+        if let Some(recorder) = recorder {
+            let _ = recorder.finish().await;
+        }
+        fail_channel(person, "audit trail unavailable, session refused", true).await;
+        return None;
+    }
+    Some(Opened {
+        session_id,
+        recorder,
+        live,
+        record,
+        started_at,
+    })
+}
+
+/// Record the session's end, in the store and the audit trail, and close its
+/// recording.
+async fn close_observed(
+    ctx: &SessionContext,
+    session_id: &str,
+    ended: Ended,
+    recorder: Option<SessionRecorder>,
+) {
+    let settings = &ctx.shared.settings;
+    let Ended {
+        record,
+        started_at,
+        traffic,
+        outcome,
+    } = ended;
     let bytes = (traffic.bytes_to_target, traffic.bytes_from_target);
     if let Err(error) = settings
         .store
-        .session_ended(&session_id, bytes, traffic.exit_status, &outcome)
+        .session_ended(session_id, bytes, traffic.exit_status, &outcome)
         .await
     {
         tracing::error!(%error, session = %session_id, "cannot record the session end");
     }
     settings.events.publish(SessionEvent::SessionEnded {
-        session_id: session_id.clone(),
-        kind: record.kind.clone(),
+        session_id: session_id.to_owned(),
+        kind: record.kind,
         person: ctx.person.clone(),
         target: record.target,
         login: record.login,
@@ -194,7 +265,7 @@ pub(crate) async fn bridge_observed(
         outcome,
     });
     if let Some(recorder) = recorder {
-        Box::pin(finish_recording(ctx, &session_id, recorder)).await;
+        finish_recording(ctx, session_id, recorder).await;
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use russh::server::Msg;
-use russh::{Channel, ChannelMsg, client};
+use russh::{Channel, ChannelMsg, EnvRequest, PtyRequest, client};
 use vestibule_authz::SessionKind;
 
 use super::observed::{Started, bridge_observed};
@@ -94,15 +94,16 @@ pub(crate) async fn run(ctx: SessionContext, mut channel: Channel<Msg>) {
     let mut setup = Setup::default();
     while let Some(msg) = channel.wait().await {
         let command = match msg {
-            ChannelMsg::RequestPty {
-                term,
-                col_width,
-                row_height,
-                pix_width,
-                pix_height,
-                terminal_modes,
-                ..
-            } => {
+            ChannelMsg::RequestPty(pty) => {
+                let PtyRequest {
+                    term,
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                    terminal_modes,
+                    ..
+                } = *pty;
                 setup.pty = Some(PtySpec {
                     term,
                     cols: col_width,
@@ -125,11 +126,12 @@ pub(crate) async fn run(ctx: SessionContext, mut channel: Channel<Msg>) {
                 }
                 continue;
             }
-            ChannelMsg::SetEnv {
-                variable_name,
-                variable_value,
-                ..
-            } => {
+            ChannelMsg::SetEnv(env) => {
+                let EnvRequest {
+                    variable_name,
+                    variable_value,
+                    ..
+                } = *env;
                 if variable_name == TICKET_ENV {
                     setup.ticket = Some(variable_value).filter(|t| !t.trim().is_empty());
                 } else if env_allowed(&variable_name) {
@@ -143,20 +145,54 @@ pub(crate) async fn run(ctx: SessionContext, mut channel: Channel<Msg>) {
             ChannelMsg::Close => return,
             _ => continue,
         };
-        return start(ctx, channel, setup, command).await;
+        // Set-up is boxed and gone before the bridge: awaited in place, its
+        // states (authorizing, connecting to the target, the picker, a
+        // request for access) would size this task for the session's life.
+        let Some(prepared) = Box::pin(prepare(&ctx, channel, setup, command)).await else {
+            return;
+        };
+        let Prepared {
+            started,
+            person,
+            remote,
+            link: _link,
+        } = prepared;
+        return bridge_observed(&ctx, started, pump::ChannelKind::Session, person, remote).await;
     }
 }
 
-async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup, command: Command) {
+/// A session that may start: authorized, the target's channel open.
+struct Prepared {
+    started: Started,
+    person: Channel<Msg>,
+    remote: Channel<client::Msg>,
+    /// The target connection, kept for as long as the session.
+    link: TargetLink,
+}
+
+/// Resolve and authorize the target and open the session there; `None` once
+/// the person has been told why it cannot start.
+async fn prepare(
+    ctx: &SessionContext,
+    mut channel: Channel<Msg>,
+    mut setup: Setup,
+    command: Command,
+) -> Option<Prepared> {
     let with_pty = setup.pty.is_some();
     let (target, login) = match &ctx.destination {
         Destination::Named { target, login } => (target.clone(), login.clone()),
         Destination::Choose => match (&command, setup.pty.as_mut()) {
-            (Command::Shell, Some(pty)) => match picker::choose(&ctx, &mut channel, pty).await {
+            (Command::Shell, Some(pty)) => match picker::choose(ctx, &mut channel, pty).await {
                 Some((target, login)) => (target, Some(login)),
-                None => return end_quietly(&channel).await,
+                None => {
+                    end_quietly(&channel).await;
+                    return None;
+                }
             },
-            _ => return fail_channel(&channel, &no_target_message(&ctx).await, with_pty).await,
+            _ => {
+                fail_channel(&channel, &no_target_message(ctx).await, with_pty).await;
+                return None;
+            }
         },
     };
     let ask = Ask {
@@ -175,9 +211,7 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
     let authorized = match route::authorize(&ctx.shared, &ask).await {
         Ok(authorized) => authorized,
         Err(RouteError::TicketRequired { denial, login }) if with_pty => {
-            let Some(ticket) = request::ask_ticket(&mut channel, &denial).await else {
-                return;
-            };
+            let ticket = request::ask_ticket(&mut channel, &denial).await?;
             asked = Instant::now();
             let ask = Ask {
                 login: Some(&login),
@@ -189,7 +223,10 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
                     prompted_ticket = Some(ticket);
                     authorized
                 }
-                Err(error) => return fail_channel(&channel, &error.to_string(), with_pty).await,
+                Err(error) => {
+                    fail_channel(&channel, &error.to_string(), with_pty).await;
+                    return None;
+                }
             }
         }
         Err(RouteError::MayRequest { denial, login, .. }) if with_pty => {
@@ -197,15 +234,14 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
                 login: Some(&login),
                 ..ask
             };
-            match request::file_and_wait(&ctx, &mut channel, &ask, &denial).await {
-                Some(authorized) => {
-                    asked = Instant::now();
-                    authorized
-                }
-                None => return,
-            }
+            let authorized = request::file_and_wait(ctx, &mut channel, &ask, &denial).await?;
+            asked = Instant::now();
+            authorized
         }
-        Err(error) => return fail_channel(&channel, &error.to_string(), with_pty).await,
+        Err(error) => {
+            fail_channel(&channel, &error.to_string(), with_pty).await;
+            return None;
+        }
     };
     if prompted_ticket.is_some() {
         setup.ticket = prompted_ticket;
@@ -221,7 +257,7 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
             .map(|remote| (link, remote)),
         Err(error) => Err(error),
     };
-    let (_link, remote) = match opened {
+    let (link, remote) = match opened {
         Ok(opened) => opened,
         Err(error) => {
             ctx.shared
@@ -232,7 +268,8 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
                     target: target.clone(),
                     reason: error.to_string(),
                 });
-            return fail_channel(&channel, &error.to_string(), with_pty).await;
+            fail_channel(&channel, &error.to_string(), with_pty).await;
+            return None;
         }
     };
     let started = Started {
@@ -247,7 +284,12 @@ async fn start(ctx: SessionContext, mut channel: Channel<Msg>, mut setup: Setup,
         jit: authorized.jit.clone(),
         recording: recording_kind(&command, setup.pty.as_ref()),
     };
-    bridge_observed(&ctx, started, pump::ChannelKind::Session, channel, remote).await;
+    Some(Prepared {
+        started,
+        person: channel,
+        remote,
+        link,
+    })
 }
 
 /// How a session channel is recorded: a terminal as asciicast, the rest by kind.

@@ -24,7 +24,10 @@ use ssh_key::{Algorithm, PublicKey, Signature};
 use super::IncomingSshPacket;
 use crate::auth::AuthRequest;
 use crate::cert::PublicKeyOrCertificate;
-use crate::client::{ChannelOpenHandle, Handler, Msg, Prompt, Reply, Session};
+use crate::client::{
+    ChannelOpenHandle, GssapiResponse, GssapiTokenReply, Handler, InfoRequest, Msg, Prompt, Reply,
+    Session,
+};
 use crate::helpers::{AlgorithmExt, EncodedExt, NameList, sign_with_hash_alg};
 use crate::keys::key::parse_public_key;
 use crate::parsing::{ChannelOpenConfirmation, ChannelType, OpenChannelMessage, ensure_end};
@@ -215,10 +218,10 @@ impl Session {
                                     &mut self.common.buffer,
                                 )?;
                                 self.sender
-                                    .send(Reply::AuthGssapiResponse {
+                                    .send(Reply::AuthGssapiResponse(Box::new(GssapiResponse {
                                         selected_mechanism,
                                         mic_data,
-                                    })
+                                    })))
                                     .map_err(|_| crate::Error::SendError)?;
                                 return Ok(());
                             } else if let Some(auth::CurrentRequest::PublicKey {
@@ -266,11 +269,11 @@ impl Session {
 
                                 // send challenges to caller
                                 self.sender
-                                    .send(Reply::AuthInfoRequest {
+                                    .send(Reply::AuthInfoRequest(Box::new(InfoRequest {
                                         name,
                                         instructions,
                                         prompts,
-                                    })
+                                    })))
                                     .map_err(|_| crate::Error::SendError)?;
 
                                 // wait for response from handler
@@ -405,7 +408,10 @@ impl Session {
                                     &mut self.common.buffer,
                                 )?;
                                 self.sender
-                                    .send(Reply::AuthGssapiToken { token, mic_data })
+                                    .send(Reply::AuthGssapiToken(Box::new(GssapiTokenReply {
+                                        token,
+                                        mic_data,
+                                    })))
                                     .map_err(|_| crate::Error::SendError)?;
                                 return Ok(());
                             }
@@ -691,12 +697,14 @@ impl Session {
                         map_err!(ensure_end(&r))?;
                         if let Some(chan) = self.channels.get(&channel_num) {
                             let _ = chan
-                                .send(ChannelMsg::ExitSignal {
-                                    signal_name: signal_name.clone(),
-                                    core_dumped,
-                                    error_message: error_message.to_string(),
-                                    lang_tag: lang_tag.to_string(),
-                                })
+                                .send(ChannelMsg::ExitSignal(Box::new(
+                                    crate::channels::ExitSignal {
+                                        signal_name: signal_name.clone(),
+                                        core_dumped,
+                                        error_message: error_message.to_string(),
+                                        lang_tag: lang_tag.to_string(),
+                                    },
+                                )))
                                 .await;
                         }
                         client

@@ -133,22 +133,32 @@ enum Reply {
         hash_alg: Option<HashAlg>,
         data: Vec<u8>,
     },
-    AuthInfoRequest {
-        name: String,
-        instructions: String,
-        prompts: Vec<Prompt>,
-    },
-    AuthGssapiResponse {
-        selected_mechanism: Vec<u8>,
-        mic_data: Vec<u8>,
-    },
-    AuthGssapiToken {
-        token: Vec<u8>,
-        mic_data: Vec<u8>,
-    },
+    // (Vestibule patch) Boxed too, so a `Reply` is 48 bytes.
+    AuthInfoRequest(Box<InfoRequest>),
+    AuthGssapiResponse(Box<GssapiResponse>),
+    AuthGssapiToken(Box<GssapiTokenReply>),
     AuthGssapiError {
         error: auth::GssapiError,
     },
+}
+
+#[derive(Debug)]
+struct InfoRequest {
+    name: String,
+    instructions: String,
+    prompts: Vec<Prompt>,
+}
+
+#[derive(Debug)]
+struct GssapiResponse {
+    selected_mechanism: Vec<u8>,
+    mic_data: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct GssapiTokenReply {
+    token: Vec<u8>,
+    mic_data: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -167,10 +177,7 @@ pub enum Msg {
     AuthGssapiToken {
         token: Vec<u8>,
     },
-    AuthGssapiMic {
-        token: Option<Vec<u8>>,
-        mic: Vec<u8>,
-    },
+    AuthGssapiMic(Box<GssapiMic>),
     AuthGssapiExchangeComplete {
         token: Option<Vec<u8>>,
     },
@@ -185,22 +192,9 @@ pub enum Msg {
     ChannelOpenSession {
         channel_ref: ChannelRef,
     },
-    ChannelOpenX11 {
-        originator_address: String,
-        originator_port: u32,
-        channel_ref: ChannelRef,
-    },
-    ChannelOpenDirectTcpIp {
-        host_to_connect: String,
-        port_to_connect: u32,
-        originator_address: String,
-        originator_port: u32,
-        channel_ref: ChannelRef,
-    },
-    ChannelOpenDirectStreamLocal {
-        socket_path: String,
-        channel_ref: ChannelRef,
-    },
+    ChannelOpenX11(Box<OpenX11>),
+    ChannelOpenDirectTcpIp(Box<OpenDirectTcpIp>),
+    ChannelOpenDirectStreamLocal(Box<OpenDirectStreamLocal>),
     TcpIpForward {
         /// Provide a channel for the reply result to request a reply from the server
         reply_channel: Option<oneshot::Sender<Option<u32>>>,
@@ -226,11 +220,7 @@ pub enum Msg {
     Close {
         id: ChannelId,
     },
-    Disconnect {
-        reason: Disconnect,
-        description: String,
-        language_tag: String,
-    },
+    Disconnect(Box<DisconnectRequest>),
     Channel(ChannelId, ChannelMsg),
     ServerChannelOpenReply {
         // (Vestibule patch) Boxed, as `server::Msg::ChannelOpenReply`.
@@ -260,12 +250,58 @@ pub enum Msg {
         keys: Vec<PublicKey>,
     },
     /// Send a global request with a custom name to the remote
-    SendGlobalRequest {
-        name: String,
-        data: CryptoVec,
-        /// Provide a channel for the reply result to request a reply from the server
-        reply_channel: Option<oneshot::Sender<Option<CryptoVec>>>,
-    },
+    SendGlobalRequest(Box<GlobalRequest>),
+}
+
+// (Vestibule patch) The rare variants whose fields pass 40 bytes are boxed, so
+// a `Msg` is 48 bytes: every queue of them allocates 32 slots when it is made.
+/// The fields of [`Msg::AuthGssapiMic`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct GssapiMic {
+    pub token: Option<Vec<u8>>,
+    pub mic: Vec<u8>,
+}
+
+/// The fields of [`Msg::ChannelOpenX11`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct OpenX11 {
+    pub originator_address: String,
+    pub originator_port: u32,
+    pub channel_ref: ChannelRef,
+}
+
+/// The fields of [`Msg::ChannelOpenDirectTcpIp`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct OpenDirectTcpIp {
+    pub host_to_connect: String,
+    pub port_to_connect: u32,
+    pub originator_address: String,
+    pub originator_port: u32,
+    pub channel_ref: ChannelRef,
+}
+
+/// The fields of [`Msg::ChannelOpenDirectStreamLocal`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct OpenDirectStreamLocal {
+    pub socket_path: String,
+    pub channel_ref: ChannelRef,
+}
+
+/// The fields of [`Msg::Disconnect`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct DisconnectRequest {
+    pub reason: Disconnect,
+    pub description: String,
+    pub language_tag: String,
+}
+
+/// The fields of [`Msg::SendGlobalRequest`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct GlobalRequest {
+    pub name: String,
+    pub data: CryptoVec,
+    /// Provide a channel for the reply result to request a reply from the server
+    pub reply_channel: Option<oneshot::Sender<Option<CryptoVec>>>,
 }
 
 impl From<(ChannelId, ChannelMsg)> for Msg {
@@ -440,11 +476,12 @@ impl<H: Handler> Handle<H> {
                         partial_success,
                     });
                 }
-                Some(Reply::AuthInfoRequest {
-                    name,
-                    instructions,
-                    prompts,
-                }) => {
+                Some(Reply::AuthInfoRequest(boxed)) => {
+                    let InfoRequest {
+                        name,
+                        instructions,
+                        prompts,
+                    } = *boxed;
                     return Ok(KeyboardInteractiveAuthResponse::InfoRequest {
                         name,
                         instructions,
@@ -633,16 +670,18 @@ impl<H: Handler> Handle<H> {
                         partial_success,
                     });
                 }
-                Some(Reply::AuthGssapiResponse {
-                    selected_mechanism,
-                    mic_data,
-                }) => {
+                Some(Reply::AuthGssapiResponse(boxed)) => {
+                    let GssapiResponse {
+                        selected_mechanism,
+                        mic_data,
+                    } = *boxed;
                     let step = authenticator
                         .gssapi_step(Some(selected_mechanism), None, mic_data)
                         .await?;
                     self.send_gssapi_step(step).await?;
                 }
-                Some(Reply::AuthGssapiToken { token, mic_data }) => {
+                Some(Reply::AuthGssapiToken(boxed)) => {
+                    let GssapiTokenReply { token, mic_data } = *boxed;
                     let step = authenticator
                         .gssapi_step(None, Some(token), mic_data)
                         .await?;
@@ -668,7 +707,7 @@ impl<H: Handler> Handle<H> {
             auth::GssapiStep::Complete {
                 token,
                 mic: Some(mic),
-            } => Msg::AuthGssapiMic { token, mic },
+            } => Msg::AuthGssapiMic(Box::new(GssapiMic { token, mic })),
             auth::GssapiStep::Complete { token, mic: None } => {
                 Msg::AuthGssapiExchangeComplete { token }
             }
@@ -877,11 +916,11 @@ impl<H: Handler> Handle<H> {
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
-            .send(Msg::ChannelOpenX11 {
+            .send(Msg::ChannelOpenX11(Box::new(OpenX11 {
                 originator_address: originator_address.into(),
                 originator_port,
                 channel_ref,
-            })
+            })))
             .await
             .map_err(|_| crate::Error::SendError)?;
         self.wait_channel_confirmation(receiver, window_size_ref)
@@ -908,13 +947,13 @@ impl<H: Handler> Handle<H> {
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
-            .send(Msg::ChannelOpenDirectTcpIp {
+            .send(Msg::ChannelOpenDirectTcpIp(Box::new(OpenDirectTcpIp {
                 host_to_connect: host_to_connect.into(),
                 port_to_connect,
                 originator_address: originator_address.into(),
                 originator_port,
                 channel_ref,
-            })
+            })))
             .await
             .map_err(|_| crate::Error::SendError)?;
         self.wait_channel_confirmation(receiver, window_size_ref)
@@ -930,10 +969,12 @@ impl<H: Handler> Handle<H> {
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
-            .send(Msg::ChannelOpenDirectStreamLocal {
-                socket_path: socket_path.into(),
-                channel_ref,
-            })
+            .send(Msg::ChannelOpenDirectStreamLocal(Box::new(
+                OpenDirectStreamLocal {
+                    socket_path: socket_path.into(),
+                    channel_ref,
+                },
+            )))
             .await
             .map_err(|_| crate::Error::SendError)?;
         self.wait_channel_confirmation(receiver, window_size_ref)
@@ -1050,11 +1091,11 @@ impl<H: Handler> Handle<H> {
         language_tag: &str,
     ) -> Result<(), crate::Error> {
         self.sender
-            .send(Msg::Disconnect {
+            .send(Msg::Disconnect(Box::new(DisconnectRequest {
                 reason,
                 description: description.into(),
                 language_tag: language_tag.into(),
-            })
+            })))
             .await
             .map_err(|_| crate::Error::SendError)?;
         Ok(())
@@ -1153,11 +1194,11 @@ impl<H: Handler> Handle<H> {
             (None, None)
         };
         self.sender
-            .send(Msg::SendGlobalRequest {
+            .send(Msg::SendGlobalRequest(Box::new(GlobalRequest {
                 name: name.into(),
                 data: CryptoVec::from_slice(data),
                 reply_channel,
-            })
+            })))
             .await
             .map_err(|_| Error::SendError)?;
 
@@ -1661,7 +1702,8 @@ impl Session {
                     enc.client_send_gssapi_token(&token)?;
                 }
             }
-            Msg::AuthGssapiMic { token, mic } => {
+            Msg::AuthGssapiMic(boxed) => {
+                let GssapiMic { token, mic } = *boxed;
                 if let Some(ref mut enc) = self.common.encrypted {
                     enc.client_send_gssapi_mic(token.as_deref(), &mic)?;
                 }
@@ -1675,21 +1717,23 @@ impl Session {
                 let id = self.channel_open_session()?;
                 self.channels.insert(id, channel_ref);
             }
-            Msg::ChannelOpenX11 {
-                originator_address,
-                originator_port,
-                channel_ref,
-            } => {
+            Msg::ChannelOpenX11(boxed) => {
+                let OpenX11 {
+                    originator_address,
+                    originator_port,
+                    channel_ref,
+                } = *boxed;
                 let id = self.channel_open_x11(&originator_address, originator_port)?;
                 self.channels.insert(id, channel_ref);
             }
-            Msg::ChannelOpenDirectTcpIp {
-                host_to_connect,
-                port_to_connect,
-                originator_address,
-                originator_port,
-                channel_ref,
-            } => {
+            Msg::ChannelOpenDirectTcpIp(boxed) => {
+                let OpenDirectTcpIp {
+                    host_to_connect,
+                    port_to_connect,
+                    originator_address,
+                    originator_port,
+                    channel_ref,
+                } = *boxed;
                 let id = self.channel_open_direct_tcpip(
                     &host_to_connect,
                     port_to_connect,
@@ -1698,10 +1742,11 @@ impl Session {
                 )?;
                 self.channels.insert(id, channel_ref);
             }
-            Msg::ChannelOpenDirectStreamLocal {
-                socket_path,
-                channel_ref,
-            } => {
+            Msg::ChannelOpenDirectStreamLocal(boxed) => {
+                let OpenDirectStreamLocal {
+                    socket_path,
+                    channel_ref,
+                } = *boxed;
                 let id = self.channel_open_direct_streamlocal(&socket_path)?;
                 self.channels.insert(id, channel_ref);
             }
@@ -1723,11 +1768,14 @@ impl Session {
                 reply_channel,
                 socket_path,
             } => self.cancel_streamlocal_forward(reply_channel, &socket_path)?,
-            Msg::Disconnect {
-                reason,
-                description,
-                language_tag,
-            } => self.disconnect(reason, &description, &language_tag)?,
+            Msg::Disconnect(boxed) => {
+                let DisconnectRequest {
+                    reason,
+                    description,
+                    language_tag,
+                } = *boxed;
+                self.disconnect(reason, &description, &language_tag)?
+            }
             Msg::Channel(id, ChannelMsg::Data { data }) => self.data(id, data)?,
             Msg::Channel(id, ChannelMsg::Eof) => {
                 self.eof(id)?;
@@ -1735,26 +1783,15 @@ impl Session {
             Msg::Channel(id, ChannelMsg::ExtendedData { data, ext }) => {
                 self.extended_data(id, ext, data)?;
             }
-            Msg::Channel(
+            Msg::Channel(id, ChannelMsg::RequestPty(pty)) => self.request_pty(
                 id,
-                ChannelMsg::RequestPty {
-                    want_reply,
-                    term,
-                    col_width,
-                    row_height,
-                    pix_width,
-                    pix_height,
-                    terminal_modes,
-                },
-            ) => self.request_pty(
-                id,
-                want_reply,
-                &term,
-                col_width,
-                row_height,
-                pix_width,
-                pix_height,
-                &terminal_modes,
+                pty.want_reply,
+                &pty.term,
+                pty.col_width,
+                pty.row_height,
+                pty.pix_width,
+                pty.pix_height,
+                &pty.terminal_modes,
             )?,
             Msg::Channel(
                 id,
@@ -1765,31 +1802,17 @@ impl Session {
                     pix_height,
                 },
             ) => self.window_change(id, col_width, row_height, pix_width, pix_height)?,
-            Msg::Channel(
+            Msg::Channel(id, ChannelMsg::RequestX11(x11)) => self.request_x11(
                 id,
-                ChannelMsg::RequestX11 {
-                    want_reply,
-                    single_connection,
-                    x11_authentication_protocol,
-                    x11_authentication_cookie,
-                    x11_screen_number,
-                },
-            ) => self.request_x11(
-                id,
-                want_reply,
-                single_connection,
-                &x11_authentication_protocol,
-                &x11_authentication_cookie,
-                x11_screen_number,
+                x11.want_reply,
+                x11.single_connection,
+                &x11.x11_authentication_protocol,
+                &x11.x11_authentication_cookie,
+                x11.x11_screen_number,
             )?,
-            Msg::Channel(
-                id,
-                ChannelMsg::SetEnv {
-                    want_reply,
-                    variable_name,
-                    variable_value,
-                },
-            ) => self.set_env(id, want_reply, &variable_name, &variable_value)?,
+            Msg::Channel(id, ChannelMsg::SetEnv(env)) => {
+                self.set_env(id, env.want_reply, &env.variable_name, &env.variable_value)?
+            }
             Msg::Channel(id, ChannelMsg::RequestShell { want_reply }) => {
                 self.request_shell(want_reply, id)?
             }
@@ -1845,11 +1868,12 @@ impl Session {
             } => {
                 self.request_hostkeys_prove(reply_channel, keys)?;
             }
-            Msg::SendGlobalRequest {
-                name,
-                data,
-                reply_channel,
-            } => {
+            Msg::SendGlobalRequest(boxed) => {
+                let GlobalRequest {
+                    name,
+                    data,
+                    reply_channel,
+                } = *boxed;
                 let _ = self.send_global_request(reply_channel, &name, &data);
             }
             Msg::ServerChannelOpenReply { pending, result } => {
@@ -1915,7 +1939,7 @@ impl Session {
         );
 
         kex.kexinit(&mut self.common.packet_writer)?;
-        self.kex = SessionKexState::InProgress(kex);
+        self.kex = SessionKexState::InProgress(Box::new(kex));
         Ok(())
     }
 
@@ -2064,7 +2088,7 @@ async fn reply_kex<H: Handler>(
         match progress {
             KexProgress::NeedsReply { kex, reset_seqn } => {
                 debug!("kex impl continues: {kex:?}");
-                session.kex = SessionKexState::InProgress(kex);
+                session.kex = SessionKexState::InProgress(Box::new(kex));
                 if reset_seqn {
                     debug!("kex impl requests seqno reset");
                     session.common.reset_seqn();
@@ -2128,6 +2152,8 @@ async fn reply_kex<H: Handler>(
                     session
                         .common
                         .encrypted(initial_encrypted_state(session), newkeys);
+                    // (Vestibule patch) A client never reads the exchange again.
+                    session.common.shed_exchange();
 
                     if let Some(sender) = kex_done_signal.take() {
                         sender.send(agent_session_binding).unwrap_or(());

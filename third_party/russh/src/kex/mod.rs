@@ -56,7 +56,10 @@ use crate::{CryptoVec, Error, cipher};
 #[derive(Debug)]
 pub(crate) enum SessionKexState<K> {
     Idle,
-    InProgress(K),
+    // (Vestibule patch) Boxed: the exchange's state (1.5 KiB in the client)
+    // sat in every session structure for the connection's whole life, though
+    // it is needed only while a key exchange runs.
+    InProgress(Box<K>),
     Taken, // some async activity still going on such as host key checks
 }
 

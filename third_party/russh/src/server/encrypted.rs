@@ -1663,15 +1663,17 @@ impl Session {
                             #[allow(clippy::indexing_slicing)] // `i <= modes.len()` checked above
                             let terminal_modes = modes[..i].to_vec();
                             let _ = chan
-                                .send(ChannelMsg::RequestPty {
-                                    want_reply: true,
-                                    term: term.clone(),
-                                    col_width,
-                                    row_height,
-                                    pix_width,
-                                    pix_height,
-                                    terminal_modes,
-                                })
+                                .send(ChannelMsg::RequestPty(Box::new(
+                                    crate::channels::PtyRequest {
+                                        want_reply: true,
+                                        term: term.clone(),
+                                        col_width,
+                                        row_height,
+                                        pix_width,
+                                        pix_height,
+                                        terminal_modes,
+                                    },
+                                )))
                                 .await;
                         }
 
@@ -1699,13 +1701,15 @@ impl Session {
 
                         if let Some(chan) = self.channels.get(&channel_num) {
                             let _ = chan
-                                .send(ChannelMsg::RequestX11 {
-                                    want_reply: true,
-                                    single_connection,
-                                    x11_authentication_cookie: x11_auth_cookie.clone(),
-                                    x11_authentication_protocol: x11_auth_protocol.clone(),
-                                    x11_screen_number,
-                                })
+                                .send(ChannelMsg::RequestX11(Box::new(
+                                    crate::channels::X11Request {
+                                        want_reply: true,
+                                        single_connection,
+                                        x11_authentication_cookie: x11_auth_cookie.clone(),
+                                        x11_authentication_protocol: x11_auth_protocol.clone(),
+                                        x11_screen_number,
+                                    },
+                                )))
                                 .await;
                         }
                         debug!("handler.x11_request {channel_num:?}");
@@ -1727,11 +1731,11 @@ impl Session {
 
                         if let Some(chan) = self.channels.get(&channel_num) {
                             let _ = chan
-                                .send(ChannelMsg::SetEnv {
+                                .send(ChannelMsg::SetEnv(Box::new(crate::channels::EnvRequest {
                                     want_reply: true,
                                     variable_name: env_variable.clone(),
                                     variable_value: env_value.clone(),
-                                })
+                                })))
                                 .await;
                         }
 

@@ -1265,7 +1265,7 @@ async fn reply_kex<H: Handler + Send>(
         match progress {
             KexProgress::NeedsReply { kex, reset_seqn } => {
                 debug!("kex impl continues: {kex:?}");
-                session.kex = SessionKexState::InProgress(kex);
+                session.kex = SessionKexState::InProgress(Box::new(kex));
                 if reset_seqn {
                     debug!("kex impl requests seqno reset");
                     session.common.reset_seqn();
@@ -1309,6 +1309,9 @@ async fn reply_kex<H: Handler + Send>(
                     );
 
                     session.maybe_send_ext_info()?;
+                    // (Vestibule patch) The client's KEXINIT was read just
+                    // above, for the last time.
+                    session.common.shed_exchange();
                 }
 
                 session.kex = SessionKexState::Idle;

@@ -40,33 +40,11 @@ pub enum Msg {
     ChannelOpenSession {
         channel_ref: ChannelRef,
     },
-    ChannelOpenDirectTcpIp {
-        host_to_connect: String,
-        port_to_connect: u32,
-        originator_address: String,
-        originator_port: u32,
-        channel_ref: ChannelRef,
-    },
-    ChannelOpenDirectStreamLocal {
-        socket_path: String,
-        channel_ref: ChannelRef,
-    },
-    ChannelOpenForwardedTcpIp {
-        connected_address: String,
-        connected_port: u32,
-        originator_address: String,
-        originator_port: u32,
-        channel_ref: ChannelRef,
-    },
-    ChannelOpenForwardedStreamLocal {
-        server_socket_path: String,
-        channel_ref: ChannelRef,
-    },
-    ChannelOpenX11 {
-        originator_address: String,
-        originator_port: u32,
-        channel_ref: ChannelRef,
-    },
+    ChannelOpenDirectTcpIp(Box<OpenDirectTcpIp>),
+    ChannelOpenDirectStreamLocal(Box<OpenDirectStreamLocal>),
+    ChannelOpenForwardedTcpIp(Box<OpenForwardedTcpIp>),
+    ChannelOpenForwardedStreamLocal(Box<OpenForwardedStreamLocal>),
+    ChannelOpenX11(Box<OpenX11>),
     TcpIpForward {
         /// Provide a channel for the reply result to request a reply from the server
         reply_channel: Option<oneshot::Sender<Option<u32>>>,
@@ -79,11 +57,7 @@ pub enum Msg {
         address: String,
         port: u32,
     },
-    Disconnect {
-        reason: crate::Disconnect,
-        description: String,
-        language_tag: String,
-    },
+    Disconnect(Box<DisconnectRequest>),
     Channel(ChannelId, ChannelMsg),
     ChannelOpenReply {
         // (Vestibule patch) Boxed: the largest variant sets the size of every
@@ -91,6 +65,58 @@ pub enum Msg {
         pending: Box<PendingChannelOpen>,
         result: Result<(), ChannelOpenFailure>,
     },
+}
+
+// (Vestibule patch) The rare variants whose fields pass 40 bytes are boxed, so
+// a `Msg` is 48 bytes: every queue of them allocates 32 slots when it is made.
+/// The fields of [`Msg::ChannelOpenDirectTcpIp`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct OpenDirectTcpIp {
+    pub host_to_connect: String,
+    pub port_to_connect: u32,
+    pub originator_address: String,
+    pub originator_port: u32,
+    pub channel_ref: ChannelRef,
+}
+
+/// The fields of [`Msg::ChannelOpenDirectStreamLocal`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct OpenDirectStreamLocal {
+    pub socket_path: String,
+    pub channel_ref: ChannelRef,
+}
+
+/// The fields of [`Msg::ChannelOpenForwardedTcpIp`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct OpenForwardedTcpIp {
+    pub connected_address: String,
+    pub connected_port: u32,
+    pub originator_address: String,
+    pub originator_port: u32,
+    pub channel_ref: ChannelRef,
+}
+
+/// The fields of [`Msg::ChannelOpenForwardedStreamLocal`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct OpenForwardedStreamLocal {
+    pub server_socket_path: String,
+    pub channel_ref: ChannelRef,
+}
+
+/// The fields of [`Msg::ChannelOpenX11`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct OpenX11 {
+    pub originator_address: String,
+    pub originator_port: u32,
+    pub channel_ref: ChannelRef,
+}
+
+/// The fields of [`Msg::Disconnect`], boxed (Vestibule patch).
+#[derive(Debug)]
+pub struct DisconnectRequest {
+    pub reason: crate::Disconnect,
+    pub description: String,
+    pub language_tag: String,
 }
 
 impl From<(ChannelId, ChannelMsg)> for Msg {
@@ -298,13 +324,13 @@ impl Handle {
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
-            .send(Msg::ChannelOpenDirectTcpIp {
+            .send(Msg::ChannelOpenDirectTcpIp(Box::new(OpenDirectTcpIp {
                 host_to_connect: host_to_connect.into(),
                 port_to_connect,
                 originator_address: originator_address.into(),
                 originator_port,
                 channel_ref,
-            })
+            })))
             .await
             .map_err(|_| Error::SendError)?;
         self.wait_channel_confirmation(receiver, window_size_ref)
@@ -321,10 +347,12 @@ impl Handle {
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
-            .send(Msg::ChannelOpenDirectStreamLocal {
-                socket_path: socket_path.into(),
-                channel_ref,
-            })
+            .send(Msg::ChannelOpenDirectStreamLocal(Box::new(
+                OpenDirectStreamLocal {
+                    socket_path: socket_path.into(),
+                    channel_ref,
+                },
+            )))
             .await
             .map_err(|_| Error::SendError)?;
         self.wait_channel_confirmation(receiver, window_size_ref)
@@ -343,13 +371,15 @@ impl Handle {
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
-            .send(Msg::ChannelOpenForwardedTcpIp {
-                connected_address: connected_address.into(),
-                connected_port,
-                originator_address: originator_address.into(),
-                originator_port,
-                channel_ref,
-            })
+            .send(Msg::ChannelOpenForwardedTcpIp(Box::new(
+                OpenForwardedTcpIp {
+                    connected_address: connected_address.into(),
+                    connected_port,
+                    originator_address: originator_address.into(),
+                    originator_port,
+                    channel_ref,
+                },
+            )))
             .await
             .map_err(|_| Error::SendError)?;
         self.wait_channel_confirmation(receiver, window_size_ref)
@@ -365,10 +395,12 @@ impl Handle {
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
-            .send(Msg::ChannelOpenForwardedStreamLocal {
-                server_socket_path: server_socket_path.into(),
-                channel_ref,
-            })
+            .send(Msg::ChannelOpenForwardedStreamLocal(Box::new(
+                OpenForwardedStreamLocal {
+                    server_socket_path: server_socket_path.into(),
+                    channel_ref,
+                },
+            )))
             .await
             .map_err(|_| Error::SendError)?;
         self.wait_channel_confirmation(receiver, window_size_ref)
@@ -385,11 +417,11 @@ impl Handle {
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
-            .send(Msg::ChannelOpenX11 {
+            .send(Msg::ChannelOpenX11(Box::new(OpenX11 {
                 originator_address: originator_address.into(),
                 originator_port,
                 channel_ref,
-            })
+            })))
             .await
             .map_err(|_| Error::SendError)?;
         self.wait_channel_confirmation(receiver, window_size_ref)
@@ -449,12 +481,12 @@ impl Handle {
         self.sender
             .send(Msg::Channel(
                 id,
-                ChannelMsg::ExitSignal {
+                ChannelMsg::ExitSignal(Box::new(crate::channels::ExitSignal {
                     signal_name,
                     core_dumped,
                     error_message,
                     lang_tag,
-                },
+                })),
             ))
             .await
             .map_err(|_| ())
@@ -468,11 +500,11 @@ impl Handle {
         language_tag: String,
     ) -> Result<(), Error> {
         self.sender
-            .send(Msg::Disconnect {
+            .send(Msg::Disconnect(Box::new(DisconnectRequest {
                 reason,
                 description,
                 language_tag,
-            })
+            })))
             .await
             .map_err(|_| Error::SendError)
     }
@@ -528,15 +560,13 @@ impl Session {
             Msg::Channel(id, ChannelMsg::ExitStatus { exit_status }) => {
                 self.exit_status_request(id, exit_status)?;
             }
-            Msg::Channel(
-                id,
-                ChannelMsg::ExitSignal {
+            Msg::Channel(id, ChannelMsg::ExitSignal(signal)) => {
+                let crate::channels::ExitSignal {
                     signal_name,
                     core_dumped,
                     error_message,
                     lang_tag,
-                },
-            ) => {
+                } = *signal;
                 self.exit_signal_request(id, signal_name, core_dumped, &error_message, &lang_tag)?;
             }
             Msg::Channel(id, ChannelMsg::WindowAdjusted { new_size }) => {
@@ -550,13 +580,14 @@ impl Session {
                 let id = self.channel_open_session()?;
                 self.channels.insert(id, channel_ref);
             }
-            Msg::ChannelOpenDirectTcpIp {
-                host_to_connect,
-                port_to_connect,
-                originator_address,
-                originator_port,
-                channel_ref,
-            } => {
+            Msg::ChannelOpenDirectTcpIp(boxed) => {
+                let OpenDirectTcpIp {
+                    host_to_connect,
+                    port_to_connect,
+                    originator_address,
+                    originator_port,
+                    channel_ref,
+                } = *boxed;
                 let id = self.channel_open_direct_tcpip(
                     &host_to_connect,
                     port_to_connect,
@@ -565,20 +596,22 @@ impl Session {
                 )?;
                 self.channels.insert(id, channel_ref);
             }
-            Msg::ChannelOpenDirectStreamLocal {
-                socket_path,
-                channel_ref,
-            } => {
+            Msg::ChannelOpenDirectStreamLocal(boxed) => {
+                let OpenDirectStreamLocal {
+                    socket_path,
+                    channel_ref,
+                } = *boxed;
                 let id = self.channel_open_direct_streamlocal(&socket_path)?;
                 self.channels.insert(id, channel_ref);
             }
-            Msg::ChannelOpenForwardedTcpIp {
-                connected_address,
-                connected_port,
-                originator_address,
-                originator_port,
-                channel_ref,
-            } => {
+            Msg::ChannelOpenForwardedTcpIp(boxed) => {
+                let OpenForwardedTcpIp {
+                    connected_address,
+                    connected_port,
+                    originator_address,
+                    originator_port,
+                    channel_ref,
+                } = *boxed;
                 let id = self.channel_open_forwarded_tcpip(
                     &connected_address,
                     connected_port,
@@ -587,18 +620,20 @@ impl Session {
                 )?;
                 self.channels.insert(id, channel_ref);
             }
-            Msg::ChannelOpenForwardedStreamLocal {
-                server_socket_path,
-                channel_ref,
-            } => {
+            Msg::ChannelOpenForwardedStreamLocal(boxed) => {
+                let OpenForwardedStreamLocal {
+                    server_socket_path,
+                    channel_ref,
+                } = *boxed;
                 let id = self.channel_open_forwarded_streamlocal(&server_socket_path)?;
                 self.channels.insert(id, channel_ref);
             }
-            Msg::ChannelOpenX11 {
-                originator_address,
-                originator_port,
-                channel_ref,
-            } => {
+            Msg::ChannelOpenX11(boxed) => {
+                let OpenX11 {
+                    originator_address,
+                    originator_port,
+                    channel_ref,
+                } = *boxed;
                 let id = self.channel_open_x11(&originator_address, originator_port)?;
                 self.channels.insert(id, channel_ref);
             }
@@ -616,11 +651,12 @@ impl Session {
             } => {
                 self.cancel_tcpip_forward(&address, port, reply_channel)?;
             }
-            Msg::Disconnect {
-                reason,
-                description,
-                language_tag,
-            } => {
+            Msg::Disconnect(boxed) => {
+                let DisconnectRequest {
+                    reason,
+                    description,
+                    language_tag,
+                } = *boxed;
                 self.common
                     .disconnect(reason, &description, &language_tag)?;
             }
@@ -1602,7 +1638,7 @@ impl Session {
         );
 
         kex.kexinit(&mut self.common.packet_writer)?;
-        self.kex = SessionKexState::InProgress(kex);
+        self.kex = SessionKexState::InProgress(Box::new(kex));
         Ok(())
     }
 }
