@@ -39,7 +39,8 @@ pub(crate) struct Encrypted {
     pub state: EncryptedState,
 
     // It's always Some, except when we std::mem::replace it temporarily.
-    pub exchange: Option<Exchange>,
+    // (Vestibule patch) Boxed: 232 bytes in every session structure.
+    pub exchange: Option<Box<Exchange>>,
     pub kex: KexAlgorithm,
     pub key: usize,
     pub client_mac: mac::Name,
@@ -73,7 +74,9 @@ pub(crate) struct CommonSession<Config> {
     pub remote_sshid: Vec<u8>,
     pub config: Config,
     pub encrypted: Option<Encrypted>,
-    pub auth_method: Option<auth::Method>,
+    // (Vestibule patch) Boxed: a method with a certificate is half a KiB, kept
+    // in every session (server ones too) for the connection's life.
+    pub auth_method: Option<Box<auth::Method>>,
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) auth_attempts: usize,
     pub packet_writer: PacketWriter,
@@ -166,14 +169,14 @@ impl<C> CommonSession<C> {
     /// rekey started".
     pub(crate) fn shed_exchange(&mut self) {
         if let Some(ref mut enc) = self.encrypted {
-            enc.exchange = Some(Exchange::default());
+            enc.exchange = Some(Box::default());
         }
     }
 
     pub fn newkeys(&mut self, newkeys: NewKeys) {
         if let Some(ref mut enc) = self.encrypted {
             // (Vestibule patch) Not `newkeys.exchange`: see `shed_exchange`.
-            enc.exchange = Some(Exchange::default());
+            enc.exchange = Some(Box::default());
             enc.kex = newkeys.kex;
             enc.key = newkeys.key;
             enc.client_mac = newkeys.names.client_mac;
@@ -193,7 +196,7 @@ impl<C> CommonSession<C> {
     pub fn encrypted(&mut self, state: EncryptedState, newkeys: NewKeys) {
         let strict_kex = newkeys.names.strict_kex();
         self.encrypted = Some(Encrypted {
-            exchange: Some(newkeys.exchange),
+            exchange: Some(Box::new(newkeys.exchange)),
             kex: newkeys.kex,
             key: newkeys.key,
             client_mac: newkeys.names.client_mac,
@@ -936,7 +939,7 @@ mod tests {
     fn test_encrypted() -> Encrypted {
         Encrypted {
             state: EncryptedState::Authenticated,
-            exchange: Some(Exchange::default()),
+            exchange: Some(Box::new(Exchange::default())),
             kex: KEXES.get(&NONE).unwrap().make(),
             key: 0,
             client_mac: mac::NONE,

@@ -36,89 +36,95 @@ pub(crate) struct Started {
 
 /// Run the pump between the two channels, bracketed by the start and end
 /// records, until it ends or a lock, a kill or the end of a grant stops it.
-pub(crate) async fn bridge_observed(
-    ctx: &SessionContext,
+///
+/// A plain function returning the block, with the start and the end boxed:
+/// this future lives as long as the session, and an `async fn` would hold its
+/// arguments twice and size itself by its largest state (the durable audit
+/// write, the recording's finish) instead of by the bridge.
+pub(crate) fn bridge_observed<'a>(
+    ctx: &'a SessionContext,
     started: Started,
     kind: pump::ChannelKind,
     person: Channel<Msg>,
     remote: Channel<client::Msg>,
-) {
-    // The start and the end are boxed: awaited in place, their states (the
-    // durable audit write, the recording's finish) would size this future,
-    // which every session holds for its whole life.
-    let Some(opened) = Box::pin(open_observed(ctx, started, &person)).await else {
-        return;
-    };
-    let Opened {
-        session_id,
-        recorder,
-        mut live,
-        record,
-        started_at,
-    } = opened;
-    let settings = &ctx.shared.settings;
-    let person_id = person.id();
-    let bridged = pump::bridge(
-        person,
-        remote,
-        ctx.handle.clone(),
-        kind,
-        &live.counters,
-        recorder.as_ref(),
-    );
-    let stopped = async {
-        loop {
-            if let Some(reason) = live.stop.borrow_and_update().clone() {
-                return reason;
-            }
-            if live.stop.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let (traffic, outcome) = tokio::select! {
-        traffic = bridged => {
-            let outcome = match &traffic.recording_failed {
-                Some(error) => {
-                    tracing::error!(%error, detail = error.detail().unwrap_or_default(), session = %session_id, "recording failed; session ended");
-                    end_stopped(ctx, person_id, &format!("{error}; session ended")).await;
-                    format!("ended: {error}")
+) -> impl std::future::Future<Output = ()> + Send + 'a {
+    let opening = Box::pin(open_observed(ctx, started, person));
+    async move {
+        let Some(Opened {
+            session_id,
+            recorder,
+            mut live,
+            record,
+            started_at,
+            person,
+        }) = opening.await
+        else {
+            return;
+        };
+        let settings = &ctx.shared.settings;
+        let person_id = person.id();
+        let bridged = pump::bridge(
+            person,
+            remote,
+            ctx.handle.clone(),
+            kind,
+            &live.counters,
+            recorder.as_ref(),
+        );
+        let stopped = async {
+            loop {
+                if let Some(reason) = live.stop.borrow_and_update().clone() {
+                    return reason;
                 }
-                None if traffic.target_lost => {
-                    let message = format!(
-                        "target {} closed the connection without ending the session",
-                        record.target
-                    );
-                    end_stopped(ctx, person_id, &message).await;
-                    settings.events.publish(SessionEvent::TargetFailed {
-                        person: ctx.person.clone(),
-                        target: record.target.clone(),
-                        reason: message.clone(),
-                    });
-                    format!("ended: {message}")
+                if live.stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
                 }
-                None if traffic.exit_signal => "signal".to_owned(),
-                None => "closed".to_owned(),
-            };
-            (traffic, outcome)
-        }
-        reason = stopped => {
-            end_stopped(ctx, person_id, &reason).await;
-            let traffic = pump::Traffic {
-                bytes_to_target: live.counters.to_target.load(Ordering::Relaxed),
-                bytes_from_target: live.counters.from_target.load(Ordering::Relaxed),
-                ..Default::default()
-            };
-            (traffic, format!("ended: {reason}"))
-        }
-    };
-    let ended = Ended {
-        record,
-        started_at,
-        traffic,
-        outcome,
-    };
-    Box::pin(close_observed(ctx, &session_id, ended, recorder)).await;
+            }
+        };
+        let (traffic, outcome) = tokio::select! {
+            traffic = bridged => {
+                let outcome = match &traffic.recording_failed {
+                    Some(error) => {
+                        tracing::error!(%error, detail = error.detail().unwrap_or_default(), session = %session_id, "recording failed; session ended");
+                        end_stopped(ctx, person_id, &format!("{error}; session ended")).await;
+                        format!("ended: {error}")
+                    }
+                    None if traffic.target_lost => {
+                        let message = format!(
+                            "target {} closed the connection without ending the session",
+                            record.target
+                        );
+                        end_stopped(ctx, person_id, &message).await;
+                        settings.events.publish(SessionEvent::TargetFailed {
+                            person: ctx.person.clone(),
+                            target: record.target.clone(),
+                            reason: message.clone(),
+                        });
+                        format!("ended: {message}")
+                    }
+                    None if traffic.exit_signal => "signal".to_owned(),
+                    None => "closed".to_owned(),
+                };
+                (traffic, outcome)
+            }
+            reason = stopped => {
+                end_stopped(ctx, person_id, &reason).await;
+                let traffic = pump::Traffic {
+                    bytes_to_target: live.counters.to_target.load(Ordering::Relaxed),
+                    bytes_from_target: live.counters.from_target.load(Ordering::Relaxed),
+                    ..Default::default()
+                };
+                (traffic, format!("ended: {reason}"))
+            }
+        };
+        let ended = Ended {
+            record,
+            started_at,
+            traffic,
+            outcome,
+        };
+        Box::pin(close_observed(ctx, &session_id, ended, recorder)).await;
+    }
 }
 
 /// A session whose start is recorded: what its end needs.
@@ -128,6 +134,7 @@ struct Opened {
     live: LiveHandle,
     record: SessionStart,
     started_at: std::time::Instant,
+    person: Channel<Msg>,
 }
 
 /// How a session went, for its end record.
@@ -143,7 +150,7 @@ struct Ended {
 async fn open_observed(
     ctx: &SessionContext,
     started: Started,
-    person: &Channel<Msg>,
+    person: Channel<Msg>,
 ) -> Option<Opened> {
     let settings = &ctx.shared.settings;
     let session_id = started.session_id.clone();
@@ -159,7 +166,7 @@ async fn open_observed(
                 login: started.login.clone(),
                 reason: message.to_owned(),
             });
-            fail_channel(person, message, true).await;
+            fail_channel(&person, message, true).await;
             return None;
         }
     };
@@ -217,7 +224,7 @@ async fn open_observed(
         if let Some(recorder) = recorder {
             let _ = recorder.finish().await;
         }
-        fail_channel(person, "audit trail unavailable, session refused", true).await;
+        fail_channel(&person, "audit trail unavailable, session refused", true).await;
         return None;
     }
     Some(Opened {
@@ -226,6 +233,7 @@ async fn open_observed(
         live,
         record,
         started_at,
+        person,
     })
 }
 

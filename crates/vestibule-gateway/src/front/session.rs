@@ -90,7 +90,42 @@ impl Command {
     }
 }
 
-pub(crate) async fn run(ctx: SessionContext, mut channel: Channel<Msg>) {
+/// A session channel's task. A plain function returning the block: an
+/// `async fn` keeps its arguments twice (as arguments and as the locals they
+/// are moved into), for the session's whole life.
+#[allow(clippy::manual_async_fn)] // on purpose, as said above
+pub(crate) fn run(
+    ctx: SessionContext,
+    mut channel: Channel<Msg>,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        // Only the bridge and the target connection outlive this block: the
+        // set-up is boxed and gone before the bridge starts. Awaited in place,
+        // its states (authorizing, connecting to the target, the picker, a
+        // request for access) would size this task for the session's life.
+        let (bridge, _link) = {
+            let Some((setup, command)) = requested(&mut channel).await else {
+                return;
+            };
+            let Some(Prepared {
+                started,
+                person,
+                remote,
+                link,
+            }) = Box::pin(prepare(&ctx, channel, setup, command)).await
+            else {
+                return;
+            };
+            let kind = pump::ChannelKind::Session;
+            (bridge_observed(&ctx, started, kind, person, remote), link)
+        };
+        bridge.await;
+    }
+}
+
+/// Collect the person's terminal and environment up to the request that
+/// starts the session; `None` if the channel closes first.
+async fn requested(channel: &mut Channel<Msg>) -> Option<(Setup, Command)> {
     let mut setup = Setup::default();
     while let Some(msg) = channel.wait().await {
         let command = match msg {
@@ -142,23 +177,12 @@ pub(crate) async fn run(ctx: SessionContext, mut channel: Channel<Msg>) {
             ChannelMsg::RequestShell { .. } => Command::Shell,
             ChannelMsg::Exec { command, .. } => Command::Exec(command),
             ChannelMsg::RequestSubsystem { name, .. } if name == "sftp" => Command::Subsystem(name),
-            ChannelMsg::Close => return,
+            ChannelMsg::Close => return None,
             _ => continue,
         };
-        // Set-up is boxed and gone before the bridge: awaited in place, its
-        // states (authorizing, connecting to the target, the picker, a
-        // request for access) would size this task for the session's life.
-        let Some(prepared) = Box::pin(prepare(&ctx, channel, setup, command)).await else {
-            return;
-        };
-        let Prepared {
-            started,
-            person,
-            remote,
-            link: _link,
-        } = prepared;
-        return bridge_observed(&ctx, started, pump::ChannelKind::Session, person, remote).await;
+        return Some((setup, command));
     }
+    None
 }
 
 /// A session that may start: authorized, the target's channel open.

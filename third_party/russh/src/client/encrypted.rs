@@ -292,7 +292,7 @@ impl Session {
                             }
 
                             // continue with userauth_pk_ok
-                            match self.common.auth_method.take() {
+                            match self.common.auth_method.take().map(|method| *method) {
                                 Some(auth_method @ auth::Method::PublicKey { .. }) => {
                                     self.common.buffer.clear();
                                     enc.client_send_signature(
@@ -873,9 +873,25 @@ impl Session {
                     pending_close: false,
                 };
 
+                let inbound_sender = self
+                    .inbound_channels
+                    .get_or_insert_with(|| {
+                        let (sender, receiver) = tokio::sync::mpsc::channel(10);
+                        super::LazyQueue { sender, receiver }
+                    })
+                    .sender
+                    .clone();
+                let priority_sender = self
+                    .priority
+                    .get_or_insert_with(|| {
+                        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+                        super::LazyQueue { sender, receiver }
+                    })
+                    .sender
+                    .clone();
                 let (channel, channel_ref) = Channel::new(
                     id,
-                    self.inbound_channel_sender.clone(),
+                    inbound_sender,
                     channel_params.recipient_maximum_packet_size,
                     channel_params.recipient_window_size,
                     self.common.config.channel_buffer_size,
@@ -890,7 +906,7 @@ impl Session {
                     channel_params,
                 };
                 let reply = ChannelOpenHandle::new(
-                    self.priority_sender.clone(),
+                    priority_sender,
                     pending,
                     |pending, result| Msg::ServerChannelOpenReply {
                         pending: Box::new(pending),
@@ -1136,7 +1152,7 @@ impl Session {
         }
         self.common.auth_user.clear();
         self.common.auth_user.push_str(user);
-        self.common.auth_method = Some(meth);
+        self.common.auth_method = Some(Box::new(meth));
         Ok(is_waiting)
     }
 }
@@ -1158,7 +1174,7 @@ mod tests {
     fn test_encrypted() -> Encrypted {
         Encrypted {
             state: EncryptedState::Authenticated,
-            exchange: Some(Exchange::default()),
+            exchange: Some(Box::new(Exchange::default())),
             kex: KEXES.get(&NONE).unwrap().make(),
             key: 0,
             client_mac: crate::mac::NONE,

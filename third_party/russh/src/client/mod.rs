@@ -96,10 +96,9 @@ pub struct Session {
     target_window_size: u32,
     pending_reads: Vec<Vec<u8>>,
     pending_len: u32,
-    priority_sender: UnboundedSender<Msg>,
-    priority_receiver: UnboundedReceiver<Msg>,
-    inbound_channel_sender: Sender<Msg>,
-    inbound_channel_receiver: Receiver<Msg>,
+    // (Vestibule patch) Made when the server opens its first channel.
+    priority: Option<LazyQueue<UnboundedSender<Msg>, UnboundedReceiver<Msg>>>,
+    inbound_channels: Option<LazyQueue<Sender<Msg>, Receiver<Msg>>>,
     open_global_requests: VecDeque<GlobalRequestResponse>,
     server_sig_algs: Option<Vec<Algorithm>>,
     /// Number of EXT_INFO messages received (RFC 8308 allows at most two).
@@ -302,6 +301,37 @@ pub struct GlobalRequest {
     pub data: CryptoVec,
     /// Provide a channel for the reply result to request a reply from the server
     pub reply_channel: Option<oneshot::Sender<Option<CryptoVec>>>,
+}
+
+/// (Vestibule patch) The queue of channels the server opens (X11, agent,
+/// forwarded ports), and the one of the replies to their opening. A tokio
+/// queue allocates 32 slots when it is made, and most connections (every one
+/// a gateway makes to a target) never see such a channel, so both are made
+/// when the first opens.
+#[derive(Debug)]
+struct LazyQueue<S, R> {
+    sender: S,
+    receiver: R,
+}
+
+impl LazyQueue<Sender<Msg>, Receiver<Msg>> {
+    /// The next message of a server-opened channel; never, before there is one.
+    async fn recv_inbound(queue: &mut Option<Self>) -> Option<Msg> {
+        match queue {
+            Some(queue) => queue.receiver.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl LazyQueue<UnboundedSender<Msg>, UnboundedReceiver<Msg>> {
+    /// The next reply to a server-opened channel; never, before there is one.
+    async fn recv_priority(queue: &mut Option<Self>) -> Option<Msg> {
+        match queue {
+            Some(queue) => queue.receiver.recv().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 impl From<(ChannelId, ChannelMsg)> for Msg {
@@ -1377,18 +1407,14 @@ impl Session {
         receiver: Receiver<Msg>,
         sender: UnboundedSender<Reply>,
     ) -> Self {
-        let (priority_sender, priority_receiver) = unbounded_channel();
-        let (inbound_channel_sender, inbound_channel_receiver) = channel(10);
         Self {
             common,
             receiver,
             sender,
             kex: SessionKexState::Idle,
             target_window_size,
-            priority_sender,
-            priority_receiver,
-            inbound_channel_sender,
-            inbound_channel_receiver,
+            priority: None,
+            inbound_channels: None,
             channels: HashMap::new(),
             pending_reads: Vec::new(),
             pending_len: 0,
@@ -1421,8 +1447,12 @@ impl Session {
                 .await;
             trace!("disconnected");
             self.receiver.close();
-            self.priority_receiver.close();
-            self.inbound_channel_receiver.close();
+            if let Some(priority) = self.priority.as_mut() {
+                priority.receiver.close();
+            }
+            if let Some(inbound) = self.inbound_channels.as_mut() {
+                inbound.receiver.close();
+            }
             map_err!(stream_write.shutdown().await)?;
             match result {
                 Ok(v) => {
@@ -1582,7 +1612,7 @@ impl Session {
                         }
                     }
                 }
-                msg = self.priority_receiver.recv(), if !self.kex.active() => {
+                msg = LazyQueue::recv_priority(&mut self.priority), if !self.kex.active() => {
                     match msg {
                         Some(msg) => self.handle_msg(msg)?,
                         None => (),
@@ -1591,7 +1621,7 @@ impl Session {
                     // eagerly take all outgoing messages so writes are batched
                     self.drain_priority_msgs()?;
                 }
-                msg = self.inbound_channel_receiver.recv(), if can_receive_outbound => {
+                msg = LazyQueue::recv_inbound(&mut self.inbound_channels), if can_receive_outbound => {
                     self.drain_priority_msgs()?;
                     match msg {
                         Some(msg) => self.handle_msg(msg)?,
@@ -1601,7 +1631,10 @@ impl Session {
                     // eagerly take all outgoing messages so writes are batched
                     while !self.kex.active() && !self.common.has_any_pending_data() {
                         self.drain_priority_msgs()?;
-                        match self.inbound_channel_receiver.try_recv() {
+                        let Some(inbound) = self.inbound_channels.as_mut() else {
+                            break;
+                        };
+                        match inbound.receiver.try_recv() {
                             Ok(next) => self.handle_msg(next)?,
                             Err(_) => break
                         }
@@ -1682,7 +1715,10 @@ impl Session {
     /// only registered when its open reply is processed).
     fn drain_priority_msgs(&mut self) -> Result<(), crate::Error> {
         while !self.kex.active() {
-            match self.priority_receiver.try_recv() {
+            let Some(priority) = self.priority.as_mut() else {
+                break;
+            };
+            match priority.receiver.try_recv() {
                 Ok(msg) => self.handle_msg(msg)?,
                 Err(_) => break,
             }
@@ -2227,13 +2263,13 @@ mod tests {
             CommonSession {
                 auth_user: "user".to_owned(),
                 auth_attempts: 0,
-                auth_method: Some(Method::KeyboardInteractive {
+                auth_method: Some(Box::new(Method::KeyboardInteractive {
                     submethods: String::new(),
-                }),
+                })),
                 remote_to_local: Box::new(cipher::clear::Key),
                 encrypted: Some(Encrypted {
                     state: EncryptedState::WaitingAuthRequest(auth_request),
-                    exchange: Some(Exchange::default()),
+                    exchange: Some(Box::new(Exchange::default())),
                     kex: KEXES.get(&NONE).unwrap().make(),
                     key: 0,
                     client_mac: mac::NONE,
@@ -2541,7 +2577,7 @@ mod tests {
                 remote_to_local: Box::new(cipher::clear::Key),
                 encrypted: Some(Encrypted {
                     state: EncryptedState::Authenticated,
-                    exchange: Some(Exchange::default()),
+                    exchange: Some(Box::new(Exchange::default())),
                     kex: KEXES.get(&NONE).unwrap().make(),
                     key: 0,
                     client_mac: mac::NONE,

@@ -870,7 +870,7 @@ mod tests {
             state: EncryptedState::WaitingAuthRequest(AuthRequest::server(
                 MethodSet::server_supported(),
             )),
-            exchange: Some(Exchange::default()),
+            exchange: Some(Box::new(Exchange::default())),
             kex: KEXES.get(&KEX_NONE).expect("none kex").make(),
             key: 0,
             client_mac: mac::NONE,

@@ -1701,7 +1701,7 @@ mod tests {
                 config: config.clone(),
                 encrypted: Some(Encrypted {
                     state: EncryptedState::Authenticated,
-                    exchange: Some(Exchange::default()),
+                    exchange: Some(Box::new(Exchange::default())),
                     kex: KEXES.get(&NONE).unwrap().make(),
                     key: 0,
                     client_mac: mac::NONE,
