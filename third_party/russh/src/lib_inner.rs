@@ -60,6 +60,7 @@ macro_rules! push_packet {
 }
 
 mod channels;
+mod msg_fields;
 pub use channels::{
     Channel, ChannelMsg, ChannelReadHalf, ChannelStream, ChannelWriteHalf, EnvRequest, ExitSignal,
     PtyRequest, X11Request,

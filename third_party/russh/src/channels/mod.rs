@@ -97,7 +97,7 @@ pub enum ChannelMsg {
 // (Vestibule patch) The rare requests with strings in them are boxed: the
 // largest variant sets the size of every slot of every channel's queue, and
 // tokio allocates 32 slots per queue when it is made (80 bytes a slot before,
-// 48 after). The fields are those the variants had.
+// 40 after). The fields are those the variants had.
 
 /// The fields of [`ChannelMsg::RequestPty`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -875,18 +875,12 @@ impl Session {
 
                 let inbound_sender = self
                     .inbound_channels
-                    .get_or_insert_with(|| {
-                        let (sender, receiver) = tokio::sync::mpsc::channel(10);
-                        super::LazyQueue { sender, receiver }
-                    })
+                    .get_or_insert_with(super::LazyQueue::open_inbound)
                     .sender
                     .clone();
                 let priority_sender = self
                     .priority
-                    .get_or_insert_with(|| {
-                        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-                        super::LazyQueue { sender, receiver }
-                    })
+                    .get_or_insert_with(super::LazyQueue::open_priority)
                     .sender
                     .clone();
                 let (channel, channel_ref) = Channel::new(
@@ -905,14 +899,12 @@ impl Session {
                     channel_ref,
                     channel_params,
                 };
-                let reply = ChannelOpenHandle::new(
-                    priority_sender,
-                    pending,
-                    |pending, result| Msg::ServerChannelOpenReply {
+                let reply = ChannelOpenHandle::new(priority_sender, pending, |pending, result| {
+                    Msg::ServerChannelOpenReply {
                         pending: Box::new(pending),
                         result,
-                    },
-                );
+                    }
+                });
 
                 match &msg.typ {
                     ChannelType::Session => {

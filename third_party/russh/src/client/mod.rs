@@ -254,44 +254,14 @@ pub enum Msg {
 
 // (Vestibule patch) The rare variants whose fields pass 40 bytes are boxed, so
 // a `Msg` is 48 bytes: every queue of them allocates 32 slots when it is made.
+// The fields shared with the other side's `Msg` are in `msg_fields`.
+pub use crate::msg_fields::{DisconnectRequest, OpenDirectStreamLocal, OpenDirectTcpIp, OpenX11};
+
 /// The fields of [`Msg::AuthGssapiMic`], boxed (Vestibule patch).
 #[derive(Debug)]
 pub struct GssapiMic {
     pub token: Option<Vec<u8>>,
     pub mic: Vec<u8>,
-}
-
-/// The fields of [`Msg::ChannelOpenX11`], boxed (Vestibule patch).
-#[derive(Debug)]
-pub struct OpenX11 {
-    pub originator_address: String,
-    pub originator_port: u32,
-    pub channel_ref: ChannelRef,
-}
-
-/// The fields of [`Msg::ChannelOpenDirectTcpIp`], boxed (Vestibule patch).
-#[derive(Debug)]
-pub struct OpenDirectTcpIp {
-    pub host_to_connect: String,
-    pub port_to_connect: u32,
-    pub originator_address: String,
-    pub originator_port: u32,
-    pub channel_ref: ChannelRef,
-}
-
-/// The fields of [`Msg::ChannelOpenDirectStreamLocal`], boxed (Vestibule patch).
-#[derive(Debug)]
-pub struct OpenDirectStreamLocal {
-    pub socket_path: String,
-    pub channel_ref: ChannelRef,
-}
-
-/// The fields of [`Msg::Disconnect`], boxed (Vestibule patch).
-#[derive(Debug)]
-pub struct DisconnectRequest {
-    pub reason: Disconnect,
-    pub description: String,
-    pub language_tag: String,
 }
 
 /// The fields of [`Msg::SendGlobalRequest`], boxed (Vestibule patch).
@@ -315,6 +285,11 @@ struct LazyQueue<S, R> {
 }
 
 impl LazyQueue<Sender<Msg>, Receiver<Msg>> {
+    fn open_inbound() -> Self {
+        let (sender, receiver) = channel(10);
+        Self { sender, receiver }
+    }
+
     /// The next message of a server-opened channel; never, before there is one.
     async fn recv_inbound(queue: &mut Option<Self>) -> Option<Msg> {
         match queue {
@@ -325,6 +300,11 @@ impl LazyQueue<Sender<Msg>, Receiver<Msg>> {
 }
 
 impl LazyQueue<UnboundedSender<Msg>, UnboundedReceiver<Msg>> {
+    fn open_priority() -> Self {
+        let (sender, receiver) = unbounded_channel();
+        Self { sender, receiver }
+    }
+
     /// The next reply to a server-opened channel; never, before there is one.
     async fn recv_priority(queue: &mut Option<Self>) -> Option<Msg> {
         match queue {

@@ -69,22 +69,8 @@ pub enum Msg {
 
 // (Vestibule patch) The rare variants whose fields pass 40 bytes are boxed, so
 // a `Msg` is 48 bytes: every queue of them allocates 32 slots when it is made.
-/// The fields of [`Msg::ChannelOpenDirectTcpIp`], boxed (Vestibule patch).
-#[derive(Debug)]
-pub struct OpenDirectTcpIp {
-    pub host_to_connect: String,
-    pub port_to_connect: u32,
-    pub originator_address: String,
-    pub originator_port: u32,
-    pub channel_ref: ChannelRef,
-}
-
-/// The fields of [`Msg::ChannelOpenDirectStreamLocal`], boxed (Vestibule patch).
-#[derive(Debug)]
-pub struct OpenDirectStreamLocal {
-    pub socket_path: String,
-    pub channel_ref: ChannelRef,
-}
+// The fields shared with the other side's `Msg` are in `msg_fields`.
+pub use crate::msg_fields::{DisconnectRequest, OpenDirectStreamLocal, OpenDirectTcpIp, OpenX11};
 
 /// The fields of [`Msg::ChannelOpenForwardedTcpIp`], boxed (Vestibule patch).
 #[derive(Debug)]
@@ -101,22 +87,6 @@ pub struct OpenForwardedTcpIp {
 pub struct OpenForwardedStreamLocal {
     pub server_socket_path: String,
     pub channel_ref: ChannelRef,
-}
-
-/// The fields of [`Msg::ChannelOpenX11`], boxed (Vestibule patch).
-#[derive(Debug)]
-pub struct OpenX11 {
-    pub originator_address: String,
-    pub originator_port: u32,
-    pub channel_ref: ChannelRef,
-}
-
-/// The fields of [`Msg::Disconnect`], boxed (Vestibule patch).
-#[derive(Debug)]
-pub struct DisconnectRequest {
-    pub reason: crate::Disconnect,
-    pub description: String,
-    pub language_tag: String,
 }
 
 impl From<(ChannelId, ChannelMsg)> for Msg {
