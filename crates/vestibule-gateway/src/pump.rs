@@ -77,7 +77,7 @@ pub(crate) async fn bridge(
                 let sent = match msg {
                     ChannelMsg::Data { data } => {
                         if let Some(recorder) = recorder
-                            && !record(recorder.input(&data))
+                            && !record(recorder.input_shared(&data))
                         {
                             return;
                         }
@@ -129,7 +129,7 @@ pub(crate) async fn bridge(
                     ChannelMsg::Data { data } => {
                         if let Some(recorder) = recorder {
                             recorder.ready().await;
-                            if !record(recorder.output(&data)) {
+                            if !record(recorder.output_shared(&data)) {
                                 return traffic;
                             }
                         }
@@ -139,7 +139,7 @@ pub(crate) async fn bridge(
                     ChannelMsg::ExtendedData { data, ext } => {
                         if let Some(recorder) = recorder {
                             recorder.ready().await;
-                            if !record(recorder.stderr(&data)) {
+                            if !record(recorder.stderr_shared(&data)) {
                                 return traffic;
                             }
                         }

@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::time::Duration;
 
+use crate::batch::{Batch, Payload};
+
 /// Second byte of the escape for each byte that JSON strings may not hold raw:
 /// `u` means `\u00XX`; 0 means copy as is.
 const ESCAPES: [u8; 256] = {
@@ -221,25 +223,27 @@ pub(crate) fn finish_text_lossy(carry: &mut Utf8Carry, out: &mut Vec<u8>) {
 /// Append `data` as exact events: UTF-8 text as `code` events and anything else
 /// as raw `code` + "b" blobs, so an exec transcript reproduces the command's
 /// bytes. A chunk that looks binary (a NUL, or text that escaping would blow
-/// up) goes whole as a blob, which costs a copy. `scratch` is a reused buffer
-/// for the rare joined piece.
+/// up) goes whole as a blob: by reference when the gateway shared its buffer,
+/// else copied. `scratch` is a reused buffer for the rare joined piece.
 pub(crate) fn push_exact(
     carry: &mut Utf8Carry,
     scratch: &mut Vec<u8>,
     t: Duration,
     code: &str,
     binary_code: &str,
-    data: &[u8],
-    out: &mut Vec<u8>,
+    data: Payload<'_>,
+    out: &mut Batch,
 ) {
-    if !data.contains(&0) {
-        let mark = out.len();
+    let bytes = data.as_slice();
+    if !bytes.contains(&0) {
+        let mark = out.mark();
+        let before = out.len();
         let saved = Utf8Carry {
             buf: carry.buf,
             len: carry.len,
         };
-        push_text_exact(carry, scratch, t, code, binary_code, data, out);
-        if out.len() - mark <= data.len() + data.len() / 2 + 64 {
+        push_text_exact(carry, scratch, t, code, binary_code, bytes, out);
+        if out.len() - before <= bytes.len() + bytes.len() / 2 + 64 {
             return;
         }
         out.truncate(mark);
@@ -250,8 +254,8 @@ pub(crate) fn push_exact(
     } else {
         scratch.clear();
         scratch.extend_from_slice(carry.bytes());
-        scratch.extend_from_slice(data);
-        push_blob(out, t, binary_code, scratch);
+        scratch.extend_from_slice(bytes);
+        push_blob(out, t, binary_code, Payload::Borrowed(scratch));
         carry.len = 0;
     }
 }
@@ -263,7 +267,7 @@ fn push_text_exact(
     code: &str,
     binary_code: &str,
     data: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut Batch,
 ) {
     let mut first: &[u8] = &[];
     let ch;
@@ -285,7 +289,7 @@ fn push_text_exact(
             scratch.clear();
             scratch.extend_from_slice(before.bytes());
             scratch.extend_from_slice(data);
-            push_blob(out, t, binary_code, scratch);
+            push_blob(out, t, binary_code, Payload::Borrowed(scratch));
             carry.len = 0;
             return;
         }
@@ -295,41 +299,38 @@ fn push_text_exact(
         Err(e) => (e.valid_up_to(), Some(e.error_len())),
     };
     if !first.is_empty() || valid > 0 {
-        open_event(out, t, code);
-        out.push(b'"');
-        out.extend_from_slice(first);
-        escape_into(out, &rest[..valid]);
-        out.push(b'"');
-        close_event(out);
+        let text = out.text();
+        open_event(text, t, code);
+        text.push(b'"');
+        text.extend_from_slice(first);
+        escape_into(text, &rest[..valid]);
+        text.push(b'"');
+        close_event(text);
     }
     match bad {
         None => {}
         Some(None) => carry.set(&rest[valid..]),
-        Some(Some(_)) => push_blob(out, t, binary_code, &rest[valid..]),
+        Some(Some(_)) => push_blob(out, t, binary_code, Payload::Borrowed(&rest[valid..])),
     }
 }
 
 /// At the end of a stream, a cut sequence that never completed, kept exactly.
-pub(crate) fn finish_exact(
-    carry: &mut Utf8Carry,
-    t: Duration,
-    binary_code: &str,
-    out: &mut Vec<u8>,
-) {
+pub(crate) fn finish_exact(carry: &mut Utf8Carry, t: Duration, binary_code: &str, out: &mut Batch) {
     if !carry.is_empty() {
-        push_blob(out, t, binary_code, carry.bytes());
+        push_blob(out, t, binary_code, Payload::Borrowed(carry.bytes()));
         carry.len = 0;
     }
 }
 
 /// A blob: `[t, "ob", N]`, a newline, N raw bytes, a newline. Bulk binary
-/// output costs one copy instead of an encoding.
-fn push_blob(out: &mut Vec<u8>, t: Duration, code: &str, bytes: &[u8]) {
-    open_event(out, t, code);
-    let _ = write!(out, "{}", bytes.len());
-    close_event(out);
-    out.extend_from_slice(bytes);
-    out.push(b'\n');
+/// output costs no encoding, and no copy on the data path when shared.
+fn push_blob(out: &mut Batch, t: Duration, code: &str, bytes: Payload<'_>) {
+    let text = out.text();
+    open_event(text, t, code);
+    let _ = write!(text, "{}", bytes.as_slice().len());
+    close_event(text);
+    out.push_payload(bytes);
+    out.text().push(b'\n');
 }
 
 #[cfg(test)]
@@ -369,7 +370,7 @@ mod tests {
     fn binary_looking_chunks_go_as_base64() {
         let mut carry = Utf8Carry::default();
         let mut scratch = Vec::new();
-        let mut out = Vec::new();
+        let mut out = Batch::default();
         let zeros = [0u8; 1000];
         push_exact(
             &mut carry,
@@ -377,10 +378,10 @@ mod tests {
             Duration::ZERO,
             "o",
             "ob",
-            &zeros,
+            Payload::Borrowed(&zeros),
             &mut out,
         );
-        assert!(out.starts_with(b"[0.000000, \"ob\", "));
+        assert!(joined(&out).starts_with(b"[0.000000, \"ob\", "));
         assert!(out.len() < 1400, "{}", out.len());
         out.clear();
         let controls = [1u8; 1000];
@@ -390,7 +391,7 @@ mod tests {
             Duration::ZERO,
             "o",
             "ob",
-            &controls,
+            Payload::Borrowed(&controls),
             &mut out,
         );
         assert!(out.len() < 1400, "{}", out.len());
@@ -418,23 +419,31 @@ mod tests {
         assert_eq!(lossy_chunks(&[b"a\xe2\x82"]), "a\u{fffd}");
     }
 
+    fn joined(b: &Batch) -> Vec<u8> {
+        b.pieces().flatten().copied().collect()
+    }
+
+    /// Encode `chunks` as exact events, each shared as the gateway hands
+    /// them (large blobs kept by reference), and decode them back.
     fn exact_chunks(chunks: &[&[u8]]) -> Vec<u8> {
         let mut carry = Utf8Carry::default();
         let mut scratch = Vec::new();
-        let mut out = Vec::new();
+        let mut out = Batch::default();
         for c in chunks {
+            let shared = bytes::Bytes::copy_from_slice(c);
             push_exact(
                 &mut carry,
                 &mut scratch,
                 Duration::ZERO,
                 "o",
                 "ob",
-                c,
+                Payload::Shared(&shared),
                 &mut out,
             );
         }
         finish_exact(&mut carry, Duration::ZERO, "ob", &mut out);
         // Decode the events back into bytes.
+        let out = joined(&out);
         let (_, events) = crate::records::parse_events(&out);
         let mut back = Vec::new();
         for e in events {
@@ -445,6 +454,17 @@ mod tests {
             }
         }
         back
+    }
+
+    #[test]
+    fn large_binary_chunks_are_kept_by_reference_and_read_back_exactly() {
+        let mut big = vec![0u8; 40 << 10];
+        for (i, b) in big.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        // A cut character before it joins the blob (copied); the rest go whole.
+        let got = exact_chunks(&[b"ab\xe2\x82", &big, &big, b"tail"]);
+        assert_eq!(got, [&b"ab\xe2\x82"[..], &big, &big, b"tail"].concat());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::batch::{Batch, Payload};
 use crate::encode::{
     Utf8Carry, close_event, finish_exact, finish_text_lossy, open_event, push_exact,
     push_text_lossy,
@@ -124,7 +125,7 @@ impl Encoder {
     }
 
     /// Append the events for one chunk of channel data.
-    pub(crate) fn data(&mut self, t: Duration, stream: Stream, data: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn data(&mut self, t: Duration, stream: Stream, data: Payload<'_>, out: &mut Batch) {
         match self {
             Encoder::Cast {
                 out: o,
@@ -139,11 +140,12 @@ impl Encoder {
                     Stream::Input if *record_input => (input, "i"),
                     Stream::Input => return,
                 };
+                let out = out.text();
                 let mark = out.len();
                 open_event(out, t, code);
                 out.push(b'"');
                 let body = out.len();
-                push_text_lossy(carry, data, out);
+                push_text_lossy(carry, data.as_slice(), out);
                 if out.len() == body {
                     // Only the start of a character so far: no event yet.
                     out.truncate(mark);
@@ -170,26 +172,28 @@ impl Encoder {
             Encoder::Counts => {}
             Encoder::Sftp(dec) => {
                 match stream {
-                    Stream::Output => dec.feed_server(data),
-                    Stream::Input => dec.feed_client(data),
+                    Stream::Output => dec.feed_server(data.as_slice()),
+                    Stream::Input => dec.feed_client(data.as_slice()),
                     Stream::Stderr => return,
                 }
-                write_ops(dec, t, out);
+                write_ops(dec, t, out.text());
             }
         }
     }
 
-    pub(crate) fn resize(&mut self, t: Duration, cols: u16, rows: u16, out: &mut Vec<u8>) {
+    pub(crate) fn resize(&mut self, t: Duration, cols: u16, rows: u16, out: &mut Batch) {
         if let Encoder::Cast { .. } | Encoder::Transcript { .. } = self {
+            let out = out.text();
             open_event(out, t, "r");
             let _ = std::io::Write::write_fmt(out, format_args!("\"{cols}x{rows}\""));
             close_event(out);
         }
     }
 
-    pub(crate) fn exit_status(&mut self, t: Duration, status: u32, out: &mut Vec<u8>) {
+    pub(crate) fn exit_status(&mut self, t: Duration, status: u32, out: &mut Batch) {
         // asciicast v2 has no exit event; the metadata keeps it for PTYs.
         if !matches!(self, Encoder::Cast { .. }) {
+            let out = out.text();
             open_event(out, t, "x");
             let _ = std::io::Write::write_fmt(out, format_args!("{status}"));
             close_event(out);
@@ -203,20 +207,21 @@ impl Encoder {
         t: Duration,
         traffic: Traffic,
         written: &mut Traffic,
-        out: &mut Vec<u8>,
+        out: &mut Batch,
     ) {
         if matches!(self, Encoder::Counts | Encoder::Sftp(_)) && traffic != *written {
-            counts_event(t, traffic, out);
+            counts_event(t, traffic, out.text());
             *written = traffic;
         }
     }
 
     /// The channel ended: what a cut character or an open file still holds.
-    pub(crate) fn on_end(&mut self, t: Duration, out: &mut Vec<u8>) {
+    pub(crate) fn on_end(&mut self, t: Duration, out: &mut Batch) {
         match self {
             Encoder::Cast {
                 out: o, err, input, ..
             } => {
+                let out = out.text();
                 for (carry, code) in [(o, "o"), (err, "o"), (input, "i")] {
                     if !carry.is_empty() {
                         open_event(out, t, code);
@@ -237,7 +242,7 @@ impl Encoder {
             Encoder::Counts => {}
             Encoder::Sftp(dec) => {
                 dec.finish();
-                write_ops(dec, t, out);
+                write_ops(dec, t, out.text());
             }
         }
     }

@@ -23,7 +23,8 @@
 //! 2. [`RecordingStore::start`] before the channel's first byte moves; an
 //!    error refuses the session (`vestibule: {error}, session refused`).
 //! 3. For every chunk, *before* forwarding it: [`SessionRecorder::output`],
-//!    [`SessionRecorder::stderr`], [`SessionRecorder::input`], and
+//!    [`SessionRecorder::stderr`], [`SessionRecorder::input`] (or their
+//!    `_shared` forms, which keep a large binary `Bytes` by reference), and
 //!    [`SessionRecorder::resize`] / [`SessionRecorder::exit_status`]. These
 //!    never block or do I/O. An error means the chunk must not be forwarded
 //!    and the session must end (`vestibule: {error}, session ended`).
@@ -33,6 +34,7 @@
 //!
 //! Formats, storage layout and costs: `docs/recording.md`.
 
+mod batch;
 pub mod cli;
 mod config;
 mod digest;

@@ -9,10 +9,12 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::RecordingError;
+use crate::batch::{Batch, Payload};
 use crate::digest::RecordingDigest;
 use crate::events::{Encoder, Stream};
 use crate::meta::{Location, Mode, Traffic};
@@ -39,7 +41,7 @@ pub(crate) struct Shared {
 
 pub(crate) struct Active {
     /// Encoded events not yet handed to the writer.
-    pub(crate) buf: Vec<u8>,
+    pub(crate) buf: Batch,
     /// Bytes the writer took and has not written yet.
     pub(crate) in_flight: usize,
     pub(crate) limit: usize,
@@ -113,18 +115,34 @@ impl SessionRecorder {
 
     /// Bytes from the target to the person (stdout, or the terminal).
     pub fn output(&self, data: &[u8]) -> Result<(), RecordingError> {
-        self.data(Stream::Output, data)
+        self.data(Stream::Output, Payload::Borrowed(data))
     }
 
     /// Bytes from the target's extended data (stderr) stream.
     pub fn stderr(&self, data: &[u8]) -> Result<(), RecordingError> {
-        self.data(Stream::Stderr, data)
+        self.data(Stream::Stderr, Payload::Borrowed(data))
     }
 
     /// Bytes from the person to the target. Kept only when the metadata asked
     /// for input recording (SFTP requests are always decoded, never kept).
     pub fn input(&self, data: &[u8]) -> Result<(), RecordingError> {
-        self.data(Stream::Input, data)
+        self.data(Stream::Input, Payload::Borrowed(data))
+    }
+
+    /// [`SessionRecorder::output`] for a buffer the caller shares: binary
+    /// output is then kept by reference until written, not copied.
+    pub fn output_shared(&self, data: &Bytes) -> Result<(), RecordingError> {
+        self.data(Stream::Output, Payload::Shared(data))
+    }
+
+    /// [`SessionRecorder::stderr`] for a shared buffer.
+    pub fn stderr_shared(&self, data: &Bytes) -> Result<(), RecordingError> {
+        self.data(Stream::Stderr, Payload::Shared(data))
+    }
+
+    /// [`SessionRecorder::input`] for a shared buffer.
+    pub fn input_shared(&self, data: &Bytes) -> Result<(), RecordingError> {
+        self.data(Stream::Input, Payload::Shared(data))
     }
 
     /// Wait until the recorder holds less than half its buffer limit. A pump
@@ -166,11 +184,11 @@ impl SessionRecorder {
         )
     }
 
-    fn data(&self, stream: Stream, data: &[u8]) -> Result<(), RecordingError> {
-        if data.is_empty() {
+    fn data(&self, stream: Stream, data: Payload<'_>) -> Result<(), RecordingError> {
+        let len = data.as_slice().len() as u64;
+        if len == 0 {
             return Ok(());
         }
-        let len = data.len() as u64;
         self.event(
             |enc, t, buf| enc.data(t, stream, data, buf),
             |a| a.traffic.add(stream, len),
@@ -181,7 +199,7 @@ impl SessionRecorder {
     /// bytes are in.
     fn event(
         &self,
-        encode: impl FnOnce(&mut Encoder, Duration, &mut Vec<u8>),
+        encode: impl FnOnce(&mut Encoder, Duration, &mut Batch),
         accepted: impl FnOnce(&mut Active),
     ) -> Result<(), RecordingError> {
         let mut guard = self.shared.lock();
@@ -192,7 +210,7 @@ impl SessionRecorder {
         if a.refused || a.ending != Ending::Running {
             return Err(RecordingError::BufferFull { limit: a.limit });
         }
-        let mark = a.buf.len();
+        let mark = a.buf.mark();
         encode(&mut a.enc, a.start.elapsed(), &mut a.buf);
         if a.buf.len() + a.in_flight > a.limit {
             a.buf.truncate(mark);

@@ -357,7 +357,9 @@ impl RecordingStore {
                 // Small: most sessions are idle most of the time, and a thousand
                 // of them must stay cheap; bulk output grows it (and the writer
                 // gives the growth back once the burst is over).
-                buf: Vec::with_capacity((limit / 2).min(crate::writer::IDLE_CAPACITY)),
+                buf: crate::batch::Batch::with_capacity(
+                    (limit / 2).min(crate::writer::IDLE_CAPACITY),
+                ),
                 in_flight: 0,
                 limit,
                 // Well before half: the writer drains in small batches, so

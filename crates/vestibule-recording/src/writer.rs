@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use crate::batch::Batch;
 use crate::digest::ContentHasher;
 use crate::recorder::{Ending, Shared};
 use crate::sink::Sink;
@@ -58,7 +59,7 @@ pub(crate) struct WriterSetup {
 struct Written {
     sink: Sink,
     hasher: ContentHasher,
-    buf: Vec<u8>,
+    buf: Batch,
     result: std::io::Result<()>,
 }
 
@@ -73,9 +74,9 @@ struct Round {
     sync: bool,
 }
 
-fn write_out(mut sink: Sink, mut hasher: ContentHasher, buf: Vec<u8>, round: Round) -> Written {
+fn write_out(mut sink: Sink, mut hasher: ContentHasher, buf: Batch, round: Round) -> Written {
     let result = sink
-        .append(&buf, &mut hasher)
+        .append(buf.len(), buf.pieces(), &mut hasher)
         .and_then(|()| {
             if round.flush_tail {
                 sink.flush_tail(round.tick)
@@ -155,7 +156,7 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
     };
     let mut sink = Some(sink);
     let mut hasher = Some(hasher);
-    let mut spare: Vec<u8> = Vec::new();
+    let mut spare = Batch::default();
     let mut error = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -182,7 +183,6 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
             a.ending
         };
         let last = ending != Ending::Running;
-        let taken = spare.len();
         if last && let Err(e) = syncer.collect().await {
             error = Some(e);
         }
@@ -220,12 +220,7 @@ pub(crate) async fn run(shared: Arc<Shared>, setup: WriterSetup) -> WriterEnd {
         {
             error = Some(e);
         }
-        spare.clear();
-        // A burst grew the buffer; once writes are small again, hand the
-        // memory back so an idle session keeps only a little.
-        if spare.capacity() > IDLE_CAPACITY && taken < spare.capacity() / 4 {
-            spare.shrink_to(IDLE_CAPACITY);
-        }
+        spare.recycle(IDLE_CAPACITY);
         {
             let mut a = shared.lock();
             a.in_flight = 0;

@@ -4,8 +4,9 @@
 //! cargo test --release -p vestibule-recording --test throughput -- --ignored --nocapture
 //! ```
 //!
-//! - "hot path": CPU time of the calling thread inside `output()`, which is
-//!   what the gateway's data path pays per byte;
+//! - "hot path": CPU time of the calling thread inside `output()` (or
+//!   `output_shared()`, as the gateway calls it), which is what the gateway's
+//!   data path pays per byte;
 //! - "all": CPU time of the whole process (hot path, the writer's copies
 //!   into the page cache, SHA-256, finish) per GiB handed in, to compare with
 //!   the gateway's own CPU per GiB in docs/benchmarks.md;
@@ -65,7 +66,20 @@ fn cpu(id: ClockId) -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-async fn measure(name: &str, kind: SessionKind, chunk: &[u8]) {
+/// How the chunks are handed in.
+#[derive(Clone, Copy)]
+enum Handing {
+    /// `output(&[u8])`: the recorder copies what it keeps.
+    Borrowed,
+    /// `output_shared(&Bytes)`, as the gateway's pump does: a ring of distinct
+    /// buffers (more than a core's cache holds), so the writer reads them
+    /// from memory as it would a download's packets.
+    Shared,
+}
+
+const RING: usize = 64;
+
+async fn measure(name: &str, kind: SessionKind, chunk: &[u8], handing: Handing) {
     // BENCH_ONLY=zeros runs only the cases whose name holds that text.
     if std::env::var("BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
         return;
@@ -84,6 +98,9 @@ async fn measure(name: &str, kind: SessionKind, chunk: &[u8]) {
     if std::env::var("BENCH_SYNC").is_ok_and(|v| v == "0") {
         c.sync_on_flush = false;
     }
+    let ring: Vec<bytes::Bytes> = (0..RING)
+        .map(|_| bytes::Bytes::copy_from_slice(chunk))
+        .collect();
     let store = RecordingStore::open(&c).await.unwrap();
     let rec = store.start(meta(kind)).await.unwrap();
     let start = Instant::now();
@@ -93,7 +110,10 @@ async fn measure(name: &str, kind: SessionKind, chunk: &[u8]) {
     while sent < TOTAL {
         // No await inside output(): the same thread before and after.
         let t = cpu(ClockId::ThreadCPUTime);
-        rec.output(chunk).unwrap();
+        match handing {
+            Handing::Borrowed => rec.output(chunk).unwrap(),
+            Handing::Shared => rec.output_shared(&ring[sent / chunk.len() % RING]).unwrap(),
+        }
         in_calls += cpu(ClockId::ThreadCPUTime).saturating_sub(t);
         sent += chunk.len();
         // What a pump would do: let a slow disk push back.
@@ -117,25 +137,29 @@ async fn measure(name: &str, kind: SessionKind, chunk: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; run with --release --ignored"]
 async fn output_throughput_32k_chunks() {
+    use Handing::*;
     println!("1 GiB in 32 KiB chunks per case");
-    measure("pty, terminal text (asciicast)", pty(), &terminal_chunk()).await;
+    let terminal = terminal_chunk();
+    measure("pty, terminal text (asciicast)", pty(), &terminal, Borrowed).await;
     measure(
         "exec, log text (json lines)",
         exec("tail -f log"),
         &log_chunk(),
+        Borrowed,
     )
     .await;
-    measure(
-        "exec, binary (raw blobs)",
-        exec("cat /dev/urandom"),
-        &binary_chunk(),
-    )
-    .await;
-    measure(
-        "exec, zeros (raw blobs)",
-        exec("cat /dev/zero"),
-        &[0u8; CHUNK],
-    )
-    .await;
-    measure("scp (counts only)", exec("scp -f /big"), &binary_chunk()).await;
+    let binary = binary_chunk();
+    let zeros = [0u8; CHUNK];
+    for (name, chunk) in [("binary", &binary[..]), ("zeros", &zeros[..])] {
+        for (how, handing) in [("copied", Borrowed), ("shared", Shared)] {
+            measure(
+                &format!("exec, {name} (raw blobs, {how})"),
+                exec("cat /dev/urandom"),
+                chunk,
+                handing,
+            )
+            .await;
+        }
+    }
+    measure("scp (counts only)", exec("scp -f /big"), &binary, Borrowed).await;
 }

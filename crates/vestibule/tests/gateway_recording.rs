@@ -93,6 +93,36 @@ fn exec_output_and_exit_status_are_recorded() {
 }
 
 #[test]
+fn binary_output_is_recorded_byte_for_byte() {
+    let w = World::new();
+    // Random bytes hold NULs and invalid UTF-8, so they are kept as raw blobs;
+    // 3 MB is about a hundred SSH packets, several flushes of the recorder.
+    let out = w.exec("alice:web1", "head -c 3000000 /dev/urandom");
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout.len(), 3_000_000);
+    let list = finished_recordings(&w, 1);
+    assert_eq!(list[0]["state"], "complete", "{}", list[0]);
+    let id = list[0]["id"].as_str().unwrap();
+    let file = w.gw.data_dir().join("export.jsonl");
+    w.gw.cli_ok(&["recordings", "export", id, "-o", file.to_str().unwrap()]);
+    let (_, events) = vestibule_recording::parse_events(&fs::read(&file).unwrap());
+    let mut recorded = Vec::new();
+    for e in events {
+        match (e.code.as_str(), e.bytes) {
+            ("o", None) => recorded.extend_from_slice(e.data.as_str().unwrap().as_bytes()),
+            ("ob", Some(bytes)) => recorded.extend(bytes),
+            _ => {}
+        }
+    }
+    assert_eq!(recorded.len(), out.stdout.len());
+    assert!(
+        recorded == out.stdout,
+        "the recording differs from the output"
+    );
+    w.gw.cli_ok(&["recordings", "verify"]);
+}
+
+#[test]
 fn sftp_file_operations_are_recorded_with_paths_and_sizes() {
     let w = World::new();
     let local = w.alice.dir().join("upload.bin");

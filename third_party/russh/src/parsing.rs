@@ -21,6 +21,20 @@ pub(crate) fn ensure_end(reader: &impl Reader) -> Result<(), crate::Error> {
     }
 }
 
+/// (Vestibule patch) A channel data payload (an SSH `string`) as its own
+/// `Bytes`: one allocation and one copy. `Bytes::decode` goes through
+/// `Vec::decode`, which zero-fills the buffer before copying into it; that
+/// fill was 3.5 % of a gateway's CPU on a download.
+pub(crate) fn decode_payload(reader: &mut &[u8]) -> Result<bytes::Bytes, ssh_encoding::Error> {
+    let len = usize::decode(reader)?;
+    let Some((payload, rest)) = reader.split_at_checked(len) else {
+        return Err(ssh_encoding::Error::Length);
+    };
+    let payload = bytes::Bytes::copy_from_slice(payload);
+    *reader = rest;
+    Ok(payload)
+}
+
 #[derive(Debug)]
 pub struct OpenChannelMessage {
     pub typ: ChannelType,
@@ -214,6 +228,27 @@ impl ChannelOpenConfirmation {
 
 #[cfg(test)]
 mod tests {
+    // (Vestibule patch)
+    #[test]
+    fn payloads_decode_like_bytes_and_refuse_short_input() {
+        use ssh_encoding::Decode;
+        let wire = [&[0u8, 0, 0, 5][..], b"hello", b"rest"].concat();
+        let mut ours = &wire[..];
+        let mut theirs = &wire[..];
+        assert_eq!(
+            super::decode_payload(&mut ours).unwrap(),
+            bytes::Bytes::decode(&mut theirs).unwrap()
+        );
+        assert_eq!(ours, b"rest");
+        assert_eq!(ours, theirs);
+        let mut empty = &[0u8, 0, 0, 0][..];
+        assert!(super::decode_payload(&mut empty).unwrap().is_empty());
+        let mut short = &[0u8, 0, 0, 9, b'x'][..];
+        assert!(super::decode_payload(&mut short).is_err());
+        let mut no_length = &[0u8, 0][..];
+        assert!(super::decode_payload(&mut no_length).is_err());
+    }
+
     use super::{ChannelOpenConfirmation, ChannelType, OpenChannelMessage};
     use crate::tests::raw_no_crypto::{channel_open_payload, encode_string, push_u32};
 

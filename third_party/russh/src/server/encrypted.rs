@@ -1434,11 +1434,13 @@ async fn reply_userauth_info_response(
 }
 
 impl Session {
-    async fn server_read_authenticated<H: Handler + Send, R: Reader>(
+    // (Vestibule patch) A byte slice rather than any `Reader`, for
+    // `decode_payload`; the packet is always one.
+    async fn server_read_authenticated<H: Handler + Send>(
         &mut self,
         handler: &mut H,
         msg: u8,
-        r: &mut R,
+        r: &mut &[u8],
     ) -> Result<(), H::Error> {
         match msg {
             msg::CHANNEL_OPEN => self.server_handle_channel_open(handler, r).await,
@@ -1486,7 +1488,8 @@ impl Session {
                     Some(map_err!(u32::decode(r))?)
                 };
                 trace!("handler.data {ext:?} {channel_num:?}");
-                let data = map_err!(Bytes::decode(r))?;
+                // (Vestibule patch) Not zero-filled before the copy.
+                let data = map_err!(crate::parsing::decode_payload(r))?;
                 map_err!(ensure_end(r))?;
 
                 // (Vestibule patch) Window comes back when the reader consumes.
