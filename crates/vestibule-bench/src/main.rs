@@ -153,6 +153,7 @@ fn hold(world: &World) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    procs::clean_up_on_signals()?;
     let plan = Plan::new(args.quick);
     let started = Instant::now();
     let bin = gateway::binary()?;

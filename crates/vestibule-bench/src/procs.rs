@@ -3,12 +3,66 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// What a signal must clean up: the children alive now and the run's scratch
+/// directory (its recordings can be gigabytes). A bench stopped by a signal
+/// skips its destructors; sshd and the gateway treat SIGHUP as "reload", so a
+/// closed terminal would otherwise leave them running and skew the next run.
+struct Live {
+    pids: Vec<u32>,
+    dirs: Vec<PathBuf>,
+}
+
+static LIVE: Mutex<Live> = Mutex::new(Live {
+    pids: Vec::new(),
+    dirs: Vec::new(),
+});
+
+fn live() -> std::sync::MutexGuard<'static, Live> {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: kill every child, remove the scratch
+/// directories, and exit with 128 + the signal.
+pub fn clean_up_on_signals() -> Result<()> {
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    thread::spawn(move || {
+        let Some(signal) = signals.forever().next() else {
+            return;
+        };
+        let live = live();
+        eprintln!(
+            "vestibule-bench: signal {signal}; stopping {} processes and removing the run directory",
+            live.pids.len()
+        );
+        for pid in &live.pids {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        for dir in &live.dirs {
+            let _ = fs::remove_dir_all(dir);
+        }
+        std::process::exit(128 + signal);
+    });
+    Ok(())
+}
+
+/// The run directory, removed if a signal stops the bench.
+pub fn track_dir(dir: &Path) {
+    live().dirs.push(dir.to_owned());
+}
 
 /// A child process that is killed and reaped when dropped.
 pub struct Guard {
@@ -21,6 +75,7 @@ impl Guard {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {name} ({cmd:?})"))?;
+        live().pids.push(child.id());
         Ok(Self {
             child,
             name: name.to_owned(),
@@ -49,6 +104,8 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let pid = self.child.id();
+        live().pids.retain(|&p| p != pid);
     }
 }
 

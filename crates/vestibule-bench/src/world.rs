@@ -95,6 +95,7 @@ impl World {
             .tempdir()
             .context("creating the run directory")?;
         let root = fs::canonicalize(tmp.path()).context("resolving the run directory")?;
+        procs::track_dir(&root);
 
         let key = root.join("client_ed25519");
         sshd::keygen(&key, "bench-client")?;
