@@ -219,11 +219,10 @@ impl Sink {
             }
             _ => false,
         };
+        if !staging {
+            return self.write_round_buffered(len, pieces, hasher);
+        }
         for piece in pieces {
-            if !staging {
-                self.write_buffered(piece, hasher)?;
-                continue;
-            }
             let mut rest = piece;
             while !rest.is_empty() {
                 if !self.staging() {
@@ -244,6 +243,30 @@ impl Sink {
             self.write_blocks()?;
         }
         Ok(())
+    }
+
+    /// Without direct I/O, a round of several pieces (payloads kept by
+    /// reference between event lines) is joined first: one system call instead
+    /// of two per packet, and whole slabs for the hash.
+    fn write_round_buffered<'a>(
+        &mut self,
+        len: usize,
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+        hasher: &mut ContentHasher,
+    ) -> io::Result<()> {
+        let mut pieces = pieces.into_iter();
+        let Some(first) = pieces.next() else {
+            return Ok(());
+        };
+        if first.len() == len {
+            return self.write_buffered(first, hasher);
+        }
+        let mut joined = Vec::with_capacity(len);
+        joined.extend_from_slice(first);
+        for piece in pieces {
+            joined.extend_from_slice(piece);
+        }
+        self.write_buffered(&joined, hasher)
     }
 
     fn write_buffered(&mut self, data: &[u8], hasher: &mut ContentHasher) -> io::Result<()> {
