@@ -78,9 +78,18 @@ pub fn measure(
     let mut rates = vec![vec![Vec::with_capacity(runs); world.paths.len()]; 2];
     let mut cpu = vec![vec![0.0f64; world.paths.len()]; 2];
     let mut machine = vec![vec![0.0f64; world.paths.len()]; 2];
-    for _ in 0..runs {
+    for run in 0..runs {
+        // Every other run goes through the paths backwards. What a transfer
+        // leaves behind (the processes of the one before exiting, a recording
+        // being closed) slows the next, and in a fixed order the recorded
+        // path would always follow ProxyJump and the unrecorded one -J.
+        let mut order: Vec<usize> = (0..world.paths.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
         for (d, &dir) in dirs.iter().enumerate() {
-            for (p, &path) in world.paths.iter().enumerate() {
+            for &p in &order {
+                let path = world.paths[p];
                 let (secs, cpu_s) = match dir {
                     Direction::Upload => upload(world, path, size, meter),
                     Direction::Download => download(world, path, size, meter),
