@@ -234,15 +234,12 @@ impl Sink {
                 rest = &rest[taken..];
             }
         }
-        if staging {
-            if let Some(Burst { staging: s, .. }) =
-                self.direct.as_mut().and_then(|d| d.burst.as_mut())
-            {
-                s.hash(hasher, true);
-            }
-            self.write_blocks()?;
+        // The round's last bytes are hashed before they can move in the window.
+        if let Some(Burst { staging: s, .. }) = self.direct.as_mut().and_then(|d| d.burst.as_mut())
+        {
+            s.hash(hasher, true);
         }
-        Ok(())
+        self.write_blocks()
     }
 
     /// Without direct I/O, a round of several pieces (payloads kept by
