@@ -43,6 +43,46 @@ async fn exceeding_the_buffer_limit_is_an_error_and_the_recording_incomplete() {
     assert_eq!(info.traffic.output as usize, accepted);
 }
 
+/// Payloads held by reference count against the limit as copies do, and a
+/// refused chunk leaves nothing of itself behind.
+#[tokio::test]
+async fn shared_payloads_count_against_the_buffer_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.buffer_limit_bytes = 64 << 10;
+    let store = RecordingStore::open(&c).await.unwrap();
+    let rec = store.start(meta(exec("cat /dev/urandom"))).await.unwrap();
+    // Binary (a NUL), large enough to be kept by reference.
+    let mut body = vec![7u8; 8192];
+    body[0] = 0;
+    let chunk = bytes::Bytes::from(body);
+    let mut accepted = 0;
+    let err = loop {
+        match rec.output_shared(&chunk) {
+            Ok(()) => accepted += chunk.len(),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, RecordingError::BufferFull { .. }), "{err:?}");
+    assert!(accepted > 32 << 10 && accepted <= 64 << 10, "{accepted}");
+    let id = rec.id().to_owned();
+    assert!(!rec.finish().await.unwrap().complete);
+    let raw = std::fs::read(data_path(&store, &id)).unwrap();
+    let (_, events) = vestibule_recording::parse_events(&raw);
+    let kept: usize = events
+        .iter()
+        .filter(|e| e.code == "ob")
+        .map(|e| e.bytes.as_ref().map_or(0, |b| b.len()))
+        .sum();
+    assert_eq!(kept, accepted);
+    assert!(
+        events
+            .iter()
+            .filter_map(|e| e.bytes.as_ref())
+            .all(|b| b[..] == chunk[..])
+    );
+}
+
 /// A pump that awaits `ready()` between chunks is slowed down, never cut off.
 #[tokio::test]
 async fn ready_turns_a_slow_writer_into_backpressure() {
