@@ -97,6 +97,11 @@ impl Batch {
         }
     }
 
+    /// Bytes added since `mark`.
+    pub(crate) fn len_since(&self, mark: Mark) -> usize {
+        self.len() - (mark.text + mark.spliced_len)
+    }
+
     /// Drop everything added since `mark`.
     pub(crate) fn truncate(&mut self, mark: Mark) {
         self.text.truncate(mark.text);
@@ -184,6 +189,7 @@ mod tests {
         let mark = b.mark();
         b.text().extend_from_slice(b"dropped");
         b.push_payload(Payload::Shared(&big));
+        assert_eq!(b.len_since(mark), 7 + big.len());
         b.truncate(mark);
         let mut want = b"kept".to_vec();
         want.extend_from_slice(&big);

@@ -237,13 +237,12 @@ pub(crate) fn push_exact(
     let bytes = data.as_slice();
     if !bytes.contains(&0) {
         let mark = out.mark();
-        let before = out.len();
         let saved = Utf8Carry {
             buf: carry.buf,
             len: carry.len,
         };
         push_text_exact(carry, scratch, t, code, binary_code, bytes, out);
-        if out.len() - before <= bytes.len() + bytes.len() / 2 + 64 {
+        if out.len_since(mark) <= bytes.len() + bytes.len() / 2 + 64 {
             return;
         }
         out.truncate(mark);

@@ -9,23 +9,36 @@ use std::time::Duration;
 use common::*;
 use vestibule_recording::{RecordingError, RecordingStore, State};
 
+/// A store whose recorders refuse bytes past 64 KiB waiting for the writer.
+async fn small_buffer_store(dir: &Path) -> RecordingStore {
+    let mut c = config(dir);
+    c.buffer_limit_bytes = 64 << 10;
+    RecordingStore::open(&c).await.unwrap()
+}
+
+/// Push `len`-byte chunks until one is refused: the bytes accepted and the error.
+fn push_until_refused(
+    len: usize,
+    mut push: impl FnMut() -> Result<(), RecordingError>,
+) -> (usize, RecordingError) {
+    let mut accepted = 0;
+    loop {
+        match push() {
+            Ok(()) => accepted += len,
+            Err(e) => return (accepted, e),
+        }
+    }
+}
+
 /// On a current-thread runtime the writer cannot run while the test pushes
 /// bytes without awaiting, so the buffer fills deterministically.
 #[tokio::test]
 async fn exceeding_the_buffer_limit_is_an_error_and_the_recording_incomplete() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.buffer_limit_bytes = 64 << 10;
-    let store = RecordingStore::open(&c).await.unwrap();
+    let store = small_buffer_store(dir.path()).await;
     let rec = store.start(meta(exec("cat big"))).await.unwrap();
     let chunk = vec![b'a'; 4096];
-    let mut accepted = 0;
-    let err = loop {
-        match rec.output(&chunk) {
-            Ok(()) => accepted += chunk.len(),
-            Err(e) => break e,
-        }
-    };
+    let (accepted, err) = push_until_refused(chunk.len(), || rec.output(&chunk));
     assert!(matches!(err, RecordingError::BufferFull { .. }), "{err:?}");
     assert_eq!(err.to_string(), "recording storage cannot keep up");
     assert!(accepted > 32 << 10 && accepted <= 64 << 10, "{accepted}");
@@ -48,21 +61,13 @@ async fn exceeding_the_buffer_limit_is_an_error_and_the_recording_incomplete() {
 #[tokio::test]
 async fn shared_payloads_count_against_the_buffer_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.buffer_limit_bytes = 64 << 10;
-    let store = RecordingStore::open(&c).await.unwrap();
+    let store = small_buffer_store(dir.path()).await;
     let rec = store.start(meta(exec("cat /dev/urandom"))).await.unwrap();
     // Binary (a NUL), large enough to be kept by reference.
     let mut body = vec![7u8; 8192];
     body[0] = 0;
     let chunk = bytes::Bytes::from(body);
-    let mut accepted = 0;
-    let err = loop {
-        match rec.output_shared(&chunk) {
-            Ok(()) => accepted += chunk.len(),
-            Err(e) => break e,
-        }
-    };
+    let (accepted, err) = push_until_refused(chunk.len(), || rec.output_shared(&chunk));
     assert!(matches!(err, RecordingError::BufferFull { .. }), "{err:?}");
     assert!(accepted > 32 << 10 && accepted <= 64 << 10, "{accepted}");
     let id = rec.id().to_owned();
@@ -87,9 +92,7 @@ async fn shared_payloads_count_against_the_buffer_limit() {
 #[tokio::test]
 async fn ready_turns_a_slow_writer_into_backpressure() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.buffer_limit_bytes = 64 << 10;
-    let store = RecordingStore::open(&c).await.unwrap();
+    let store = small_buffer_store(dir.path()).await;
     let rec = store.start(meta(exec("cat big"))).await.unwrap();
     let chunk = vec![b'a'; 8192];
     for _ in 0..2000 {
