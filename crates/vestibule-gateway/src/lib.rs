@@ -26,6 +26,7 @@ mod live;
 pub mod pump;
 mod quickack;
 pub mod route;
+mod threads;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ use tokio::net::TcpListener;
 use vestibule_authz::Authorizer;
 use vestibule_ca::{Keyring, LiveKeyring};
 use vestibule_store::Store;
+
+use threads::SessionThreads;
 
 pub use certs::CertificateSettings;
 pub use events::{EventSink, SessionEvent};
@@ -65,6 +68,9 @@ pub struct GatewaySettings {
     pub identity: IdentitySettings,
     /// The ciphers people's clients may choose from (the client picks).
     pub front_ciphers: algorithms::FrontCiphers,
+    /// Threads that carry sessions (each connection stays on one); 0 is one
+    /// per core.
+    pub session_threads: usize,
 }
 
 /// Second factors and brute-force limits.
@@ -149,6 +155,8 @@ pub enum ServeError {
     Listener(#[from] std::io::Error),
     #[error("cannot certify the gateway's host key: {0}")]
     HostCertificate(#[from] vestibule_ca::CaError),
+    #[error(transparent)]
+    SessionThreads(#[from] threads::ThreadsError),
 }
 
 impl Gateway {
@@ -187,11 +195,30 @@ impl Gateway {
             self.shared.settings.access_requests.grace,
         ));
         let _stop_supervisor = AbortOnDrop(supervisor);
+        let threads = match self.shared.settings.session_threads {
+            0 => SessionThreads::start(SessionThreads::default_count())?,
+            n => SessionThreads::start(n)?,
+        };
+        tracing::info!(threads = threads.len(), "session threads started");
         loop {
             let (socket, peer) = listener.accept().await?;
+            // Taken off this runtime's reactor to join the session thread's.
+            let socket = match socket.into_std() {
+                Ok(socket) => socket,
+                Err(error) => {
+                    tracing::warn!(%error, %peer, "cannot hand over an accepted connection");
+                    continue;
+                }
+            };
             let shared = self.shared.clone();
-            tokio::spawn(async move {
-                let socket = quickack::QuickAckStream::new(socket);
+            threads.spawn(move || async move {
+                let socket = match tokio::net::TcpStream::from_std(socket) {
+                    Ok(socket) => quickack::QuickAckStream::new(socket),
+                    Err(error) => {
+                        tracing::warn!(%error, %peer, "cannot take over an accepted connection");
+                        return;
+                    }
+                };
                 let config = match shared.front_config().await {
                     Ok(config) => config,
                     Err(error) => {

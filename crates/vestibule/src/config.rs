@@ -37,6 +37,10 @@ host_names = []
 # as much per byte there), else ChaCha20-Poly1305 and AES-GCM. Clients without
 # AES-GCM (e.g. paramiko before 3.5) need e.g.
 # ciphers = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes256-ctr", "aes128-ctr"]
+# Threads that carry sessions. Each connection lives on one of them, so its
+# packets never cross cores between its tasks; new connections go to the thread
+# holding the fewest. 0: one per core.
+session_threads = 0
 
 [ca]
 # Lifetime, in seconds, of the certificate the gateway makes for each session to
@@ -315,6 +319,9 @@ pub struct SshConfig {
     pub target_host_cas: Option<String>,
     #[serde(default)]
     pub ciphers: Option<Vec<String>>,
+    /// Threads carrying sessions; 0 (the default) is one per core.
+    #[serde(default)]
+    pub session_threads: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,6 +387,9 @@ impl Config {
         let config: Self = toml::from_str(text)?;
         if !(1..=300).contains(&config.ssh.target_connect_timeout_secs) {
             anyhow::bail!("ssh.target_connect_timeout_secs must be between 1 and 300");
+        }
+        if config.ssh.session_threads > 1024 {
+            anyhow::bail!("ssh.session_threads must be at most 1024 (0: one per core)");
         }
         if config.ca.max_login_ttl_secs == 0
             || !(1..=config.ca.max_login_ttl_secs).contains(&config.ca.default_login_ttl_secs)
@@ -460,6 +470,21 @@ mod tests {
         );
         let none = TEMPLATE.replace("[ssh]\n", "[ssh]\nciphers = []\n");
         assert!(Config::parse(&none).is_err());
+    }
+
+    #[test]
+    fn session_threads_default_to_one_per_core_and_are_bounded() {
+        assert_eq!(Config::parse(TEMPLATE).unwrap().ssh.session_threads, 0);
+        let four = TEMPLATE.replace("session_threads = 0", "session_threads = 4");
+        assert_eq!(Config::parse(&four).unwrap().ssh.session_threads, 4);
+        let many = TEMPLATE.replace("session_threads = 0", "session_threads = 5000");
+        let error = format!("{:#}", Config::parse(&many).unwrap_err());
+        assert!(
+            error.contains("ssh.session_threads must be at most 1024"),
+            "{error}"
+        );
+        let negative = TEMPLATE.replace("session_threads = 0", "session_threads = -1");
+        assert!(Config::parse(&negative).is_err());
     }
 
     #[test]

@@ -166,6 +166,7 @@ pub async fn run(dir: DataDir, args: ServeArgs) -> Result<()> {
             .as_deref()
             .map(|path| dir.resolve(path)),
         front_ciphers: config.front_ciphers()?,
+        session_threads: config.ssh.session_threads,
     };
     tracing::info!(
         ciphers = %settings.front_ciphers.names().collect::<Vec<_>>().join(","),
