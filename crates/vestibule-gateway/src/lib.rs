@@ -201,7 +201,13 @@ impl Gateway {
         };
         tracing::info!(threads = threads.len(), "session threads started");
         loop {
-            let (socket, peer) = listener.accept().await?;
+            let (socket, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(error).await?;
+                    continue;
+                }
+            };
             // Taken off this runtime's reactor to join the session thread's.
             let socket = match socket.into_std() {
                 Ok(socket) => socket,
@@ -238,6 +244,30 @@ impl Gateway {
             });
         }
     }
+}
+
+/// Whether the listener can go on after `accept` failed. Out of descriptors
+/// or memory is a moment under load: wait for sessions to end, then go on, so
+/// one burst does not stop the gateway. A connection that the client reset
+/// before it was taken is its own problem.
+async fn accept_failed(error: std::io::Error) -> Result<(), ServeError> {
+    use rustix::io::Errno;
+    let errno = error.raw_os_error().map(Errno::from_raw_os_error);
+    if [Errno::CONNABORTED, Errno::INTR, Errno::AGAIN, Errno::PROTO]
+        .map(Some)
+        .contains(&errno)
+    {
+        return Ok(());
+    }
+    if [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+        .map(Some)
+        .contains(&errno)
+    {
+        tracing::error!(%error, "cannot accept a connection; retrying in 100 ms");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        return Ok(());
+    }
+    Err(ServeError::Listener(error))
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -1,6 +1,7 @@
-//! End-to-end faults: the gateway killed (-9) mid-session, and the target's
-//! sshd killed mid-session. Records and recordings stay readable; the person is
-//! told what happened.
+//! End-to-end faults: the gateway killed (-9) mid-session, the target's sshd
+//! killed mid-session, the gateway out of file descriptors. Records and
+//! recordings stay readable; the person is told what happened; the gateway
+//! goes on serving.
 
 mod common;
 
@@ -106,4 +107,59 @@ fn a_target_sshd_killed_mid_session_tells_the_person_and_is_recorded() {
     assert_eq!(recordings[0]["state"], "complete", "{}", recordings[0]);
     // Recorded, not awaited: it lands with the writer's next commit.
     common::identity::found(&w, "session.end", "closed the connection");
+}
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_and_does_not_stop_the_gateway() {
+    let w = World::new();
+    let pid = w.gw.pid();
+    let open = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let (soft, hard) = limits
+        .lines()
+        .find_map(|l| {
+            let l = l.strip_prefix("Max open files")?;
+            let mut n = l.split_whitespace();
+            Some((n.next()?.to_owned(), n.next()?.to_owned()))
+        })
+        .unwrap();
+    // Only the soft limit moves, so that it can be put back without privilege.
+    let set_soft = |soft: &str| {
+        Command::new("prlimit")
+            .args([
+                "--pid",
+                &pid.to_string(),
+                &format!("--nofile={soft}:{hard}"),
+            ])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let lowered = set_soft(&(open + 4).to_string());
+    if !lowered {
+        eprintln!("NOTICE: prlimit cannot lower the gateway's limit; test skipped");
+        return;
+    }
+    // More connections than descriptors left: the kernel completes them all,
+    // the gateway takes a few and then fails to accept (EMFILE).
+    let held: Vec<std::net::TcpStream> = (0..16)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", w.gw.port)).ok())
+        .collect();
+    assert_eq!(held.len(), 16);
+    wait_until(Duration::from_secs(10), || {
+        w.gw.log()
+            .contains("cannot accept a connection")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no accept failure logged:\n{}", w.gw.log()));
+    assert!(
+        fs::metadata(format!("/proc/{pid}")).is_ok(),
+        "the gateway exited:\n{}",
+        w.gw.log()
+    );
+    drop(held);
+    assert!(set_soft(&soft), "cannot restore the limit");
+    w.exec("alice:web1", "echo still-serving")
+        .assert_ok()
+        .assert_stdout("still-serving\n");
 }
