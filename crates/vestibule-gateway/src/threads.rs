@@ -53,15 +53,16 @@ impl SessionThreads {
         let mut threads = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
             let fail = |source| ThreadsError { index, source };
+            // Short enough for the kernel's 15-byte thread names (ps, perf).
             let runtime = Builder::new_current_thread()
                 .enable_all()
-                .thread_name(format!("vestibule-session-{index}"))
+                .thread_name(format!("session-{index}-blk"))
                 .build()
                 .map_err(fail)?;
             let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
             std::thread::Builder::new()
-                .name(format!("vestibule-session-{index}"))
+                .name(format!("session-{index}"))
                 .spawn(move || {
                     // Returns when the sender is dropped: the gateway is gone.
                     let _ = runtime.block_on(stopped);
@@ -187,7 +188,10 @@ mod tests {
         });
         let (outer, inner) = rx.await.unwrap();
         let outer = outer.unwrap();
-        assert!(outer.starts_with("vestibule-session-"), "{outer}");
+        assert!(
+            outer.starts_with("session-") && !outer.ends_with("-blk"),
+            "{outer}"
+        );
         assert_eq!(inner.as_deref(), Some(outer.as_str()));
     }
 
@@ -233,7 +237,7 @@ mod tests {
         drop(threads);
         for _ in 0..2 {
             let name = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-            assert!(name.starts_with("vestibule-session-"), "{name}");
+            assert!(name.starts_with("session-"), "{name}");
         }
     }
 }
