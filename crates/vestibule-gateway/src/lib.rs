@@ -196,9 +196,10 @@ impl Gateway {
         ));
         let _stop_supervisor = AbortOnDrop(supervisor);
         let threads = match self.shared.settings.session_threads {
-            0 => SessionThreads::start(SessionThreads::default_count())?,
-            n => SessionThreads::start(n)?,
+            0 => SessionThreads::default_count(),
+            n => n,
         };
+        let threads = SessionThreads::start(threads).await?;
         tracing::info!(threads = threads.len(), "session threads started");
         loop {
             let (socket, peer) = match listener.accept().await {

@@ -48,25 +48,37 @@ pub(crate) struct SessionThreads {
 }
 
 impl SessionThreads {
-    /// Start `count` threads (at least one).
-    pub(crate) fn start(count: usize) -> Result<SessionThreads, ThreadsError> {
+    /// Start `count` threads (at least one). Each builds its runtime itself,
+    /// so a runtime is only ever dropped on its own thread.
+    pub(crate) async fn start(count: usize) -> Result<SessionThreads, ThreadsError> {
         let mut threads = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
             let fail = |source| ThreadsError { index, source };
-            // Short enough for the kernel's 15-byte thread names (ps, perf).
-            let runtime = Builder::new_current_thread()
-                .enable_all()
-                .thread_name(format!("session-{index}-blk"))
-                .build()
-                .map_err(fail)?;
-            let handle = runtime.handle().clone();
+            let (started, handle) = oneshot::channel();
             let (stop, stopped) = oneshot::channel::<()>();
             std::thread::Builder::new()
                 .name(format!("session-{index}"))
                 .spawn(move || {
+                    // Short enough for the kernel's 15-byte thread names.
+                    let built = Builder::new_current_thread()
+                        .enable_all()
+                        .thread_name(format!("session-{index}-blk"))
+                        .build();
+                    let runtime = match built {
+                        Ok(runtime) => runtime,
+                        Err(error) => {
+                            let _ = started.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(runtime.handle().clone()));
                     // Returns when the sender is dropped: the gateway is gone.
                     let _ = runtime.block_on(stopped);
                 })
+                .map_err(fail)?;
+            let handle = handle
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("the thread ended at start")))
                 .map_err(fail)?;
             threads.push(SessionThread {
                 handle,
@@ -173,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_and_the_tasks_it_spawns_stay_on_one_thread() {
-        let threads = SessionThreads::start(2).unwrap();
+        let threads = SessionThreads::start(2).await.unwrap();
         let (tx, rx) = oneshot::channel();
         threads.spawn(move || async move {
             let outer = std::thread::current().name().map(str::to_owned);
@@ -197,7 +209,7 @@ mod tests {
 
     #[tokio::test]
     async fn new_connections_go_to_the_thread_holding_fewest() {
-        let threads = SessionThreads::start(3).unwrap();
+        let threads = SessionThreads::start(3).await.unwrap();
         let mut release = Vec::new();
         for _ in 0..6 {
             let (tx, rx) = oneshot::channel::<()>();
@@ -224,7 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_threads_ends_the_connections_on_them() {
-        let threads = SessionThreads::start(2).unwrap();
+        let threads = SessionThreads::start(2).await.unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..2 {
             let signal = DropSignal(Some(tx.clone()));
