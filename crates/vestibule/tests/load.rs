@@ -92,10 +92,14 @@ fn a_gateway_killed_during_bulk_transfers_leaves_every_recording_readable() {
         clients.push(spawn_sh(&line, &w, BULK_EACH_WAY + i));
     }
     let sessions = 2 * BULK_EACH_WAY;
+    // Under way: live, and past the durable audit of its start (a session is
+    // listed live a moment before, and moves no byte until then).
     wait_until(Duration::from_secs(60), || {
         let out = w.gw.cli_ok(&["sessions", "list", "--json"]);
         let live: Vec<serde_json::Value> = serde_json::from_str(&out.stdout_str()).ok()?;
-        (live.len() == sessions).then_some(())
+        let starts =
+            w.gw.cli_ok(&["audit", "search", "--type", "session.start", "--json"]);
+        (live.len() == sessions && starts.stdout_str().lines().count() == sessions).then_some(())
     })
     .expect("every transfer under way");
     // Killed once every download has over 2 MiB of its recording on disk (a
