@@ -253,22 +253,15 @@ impl Gateway {
 /// before it was taken is its own problem.
 async fn accept_failed(error: std::io::Error) -> Result<(), ServeError> {
     use rustix::io::Errno;
-    let errno = error.raw_os_error().map(Errno::from_raw_os_error);
-    if [Errno::CONNABORTED, Errno::INTR, Errno::AGAIN, Errno::PROTO]
-        .map(Some)
-        .contains(&errno)
-    {
-        return Ok(());
+    match error.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::CONNABORTED | Errno::INTR | Errno::AGAIN | Errno::PROTO) => Ok(()),
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
+            tracing::error!(%error, "cannot accept a connection; retrying in 100 ms");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(())
+        }
+        _ => Err(ServeError::Listener(error)),
     }
-    if [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
-        .map(Some)
-        .contains(&errno)
-    {
-        tracing::error!(%error, "cannot accept a connection; retrying in 100 ms");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        return Ok(());
-    }
-    Err(ServeError::Listener(error))
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

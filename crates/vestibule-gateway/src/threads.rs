@@ -51,8 +51,9 @@ impl SessionThreads {
     /// Start `count` threads (at least one). Each builds its runtime itself,
     /// so a runtime is only ever dropped on its own thread.
     pub(crate) async fn start(count: usize) -> Result<SessionThreads, ThreadsError> {
-        let mut threads = Vec::with_capacity(count.max(1));
-        for index in 0..count.max(1) {
+        let count = count.max(1);
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
             let fail = |source| ThreadsError { index, source };
             let (started, handle) = oneshot::channel();
             let (stop, stopped) = oneshot::channel::<()>();
