@@ -384,12 +384,35 @@ impl PacketBytesWriter {
 }
 
 /// Incoming SSH packet after decryption and optional decompression.
-/// Uses Vec<u8> (not CryptoVec/mlocked) because incoming network data is not secret.
+/// Not CryptoVec/mlocked, because incoming network data is not secret.
+///
+/// (Vestibule patch) `Bytes` rather than `Vec<u8>`, so that channel data is
+/// handed on as a slice of the packet (`parsing::decode_payload`) instead of
+/// copied out of it.
 #[derive(Debug)]
 pub(crate) struct IncomingSshPacket {
-    pub buffer: Vec<u8>,
+    pub buffer: Bytes,
     pub seqn: Wrapping<u32>,
 }
+
+impl IncomingSshPacket {
+    /// (Vestibule patch) The packet just read into `read` (length and
+    /// padding-length bytes dropped), without copying it: `read` hands over
+    /// its buffer and the next packet is read into a new one. Before this, the
+    /// payload of every data packet was copied twice, here and again out of
+    /// the packet, 7 % of a gateway's CPU on a download.
+    pub(crate) fn take(read: &mut SSHBuffer) -> Self {
+        let packet = Bytes::from(std::mem::take(&mut read.buffer));
+        let payload_start = PACKET_HEADER_LEN.min(packet.len());
+        Self {
+            buffer: packet.slice(payload_start..),
+            seqn: read.seqn,
+        }
+    }
+}
+
+/// The packet length (4 bytes) and the padding length (1) before a payload.
+pub(crate) const PACKET_HEADER_LEN: usize = 5;
 
 /// Packet writer for constructing and encrypting outgoing SSH packets.
 pub(crate) struct PacketWriter {

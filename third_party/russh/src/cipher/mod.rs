@@ -298,16 +298,14 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     cipher: &mut (dyn OpeningKey + Send),
 ) -> Result<usize, Error> {
     if buffer.len == 0 {
-        let mut len = vec![0; cipher.packet_length_to_read_for_block_length()];
+        let mut first_block = vec![0; cipher.packet_length_to_read_for_block_length()];
 
-        stream.read_exact(&mut len).await?;
-        trace!("reading, len = {len:?}");
+        stream.read_exact(&mut first_block).await?;
+        trace!("reading, len = {first_block:?}");
         {
             let seqn = buffer.seqn.0;
-            buffer.buffer.clear();
-            buffer.buffer.extend_from_slice(&len);
             trace!("reading, seqn = {seqn:?}");
-            let len = cipher.decrypt_packet_length(seqn, &len);
+            let len = cipher.decrypt_packet_length(seqn, &first_block);
             let len = BigEndian::read_u32(&len) as usize;
 
             if len > MAXIMUM_PACKET_LEN {
@@ -328,16 +326,26 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 
             buffer.len = len + cipher.tag_len();
             trace!("reading, clear len = {:?}", buffer.len);
+            // (Vestibule patch) Sized once for the whole packet.
+            buffer.buffer.clear();
+            buffer.buffer.reserve_exact(buffer.len + PACKET_LENGTH_LEN);
+            buffer.buffer.extend_from_slice(&first_block);
         }
     }
 
-    buffer.buffer.resize(buffer.len + 4, 0);
-    trace!("read_exact {:?}", buffer.len + 4);
-
-    let l = cipher.packet_length_to_read_for_block_length();
-
-    #[allow(clippy::indexing_slicing)] // length checked
-    stream.read_exact(&mut buffer.buffer[l..]).await?;
+    // (Vestibule patch) Read into the buffer's spare capacity instead of
+    // zero-filling it first: the fill was a memset of every packet. The
+    // buffer usually starts empty here, since the packet before it was
+    // handed on whole (`IncomingSshPacket::take`).
+    let packet_end = buffer.len + PACKET_LENGTH_LEN;
+    trace!("read_exact {packet_end:?}");
+    while buffer.buffer.len() < packet_end {
+        let missing = packet_end - buffer.buffer.len();
+        let mut spare = bytes::BufMut::limit(&mut buffer.buffer, missing);
+        if stream.read_buf(&mut spare).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
 
     trace!("read_exact done");
     let seqn = buffer.seqn.0;

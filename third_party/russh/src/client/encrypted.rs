@@ -111,13 +111,25 @@ impl Session {
             pkt.buffer.len()
         );
 
-        self.process_packet(client, &pkt.buffer).await
+        self.process_packet_of(client, &pkt.buffer, Some(&pkt.buffer))
+            .await
     }
 
     pub(crate) async fn process_packet<H: Handler>(
         &mut self,
         client: &mut H,
         buf: &[u8],
+    ) -> Result<(), H::Error> {
+        self.process_packet_of(client, buf, None).await
+    }
+
+    /// (Vestibule patch) `packet`, when given, holds `buf`: channel data is
+    /// handed on as a slice of it (`parsing::decode_payload`).
+    async fn process_packet_of<H: Handler>(
+        &mut self,
+        client: &mut H,
+        buf: &[u8],
+        packet: Option<&bytes::Bytes>,
     ) -> Result<(), H::Error> {
         // If we've successfully read a packet.
         trace!("process_packet buf = {:?} bytes", buf.len());
@@ -470,7 +482,7 @@ impl Session {
             }
         }
         if is_authenticated {
-            self.client_read_authenticated(client, buf).await
+            self.client_read_authenticated(client, buf, packet).await
         } else {
             Ok(())
         }
@@ -524,6 +536,7 @@ impl Session {
         &mut self,
         client: &mut H,
         buf: &[u8],
+        packet: Option<&bytes::Bytes>,
     ) -> Result<(), H::Error> {
         match buf.split_first() {
             Some((&msg::CHANNEL_OPEN_CONFIRMATION, mut reader)) => {
@@ -634,7 +647,7 @@ impl Session {
                 trace!("channel_data");
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
                 // (Vestibule patch) Not zero-filled before the copy.
-                let data = map_err!(crate::parsing::decode_payload(&mut r))?;
+                let data = map_err!(crate::parsing::decode_payload(&mut r, packet))?;
                 map_err!(ensure_end(&r))?;
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
@@ -648,7 +661,7 @@ impl Session {
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
                 let extended_code = map_err!(u32::decode(&mut r))?;
                 // (Vestibule patch) Not zero-filled before the copy.
-                let data = map_err!(crate::parsing::decode_payload(&mut r))?;
+                let data = map_err!(crate::parsing::decode_payload(&mut r, packet))?;
                 map_err!(ensure_end(&r))?;
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());

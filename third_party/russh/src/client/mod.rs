@@ -1361,23 +1361,22 @@ async fn start_reading<R: AsyncRead + Unpin>(
 }
 
 impl Session {
-    fn maybe_decompress(&mut self, buffer: &SSHBuffer) -> Result<IncomingSshPacket, Error> {
-        if let Some(ref mut enc) = self.common.encrypted {
-            let mut decomp = Vec::new();
-            Ok(IncomingSshPacket {
-                #[allow(clippy::indexing_slicing)] // length checked
-                buffer: enc.decompress.decompress(
-                    &buffer.buffer[5..],
-                    &mut decomp,
-                )?.into(),
-                seqn: buffer.seqn,
-            })
-        } else {
-            Ok(IncomingSshPacket {
-                #[allow(clippy::indexing_slicing)] // length checked
-                buffer: buffer.buffer[5..].into(),
-                seqn: buffer.seqn,
-            })
+    // (Vestibule patch) Takes the read buffer when there is nothing to
+    // decompress (`IncomingSshPacket::take`).
+    fn maybe_decompress(&mut self, buffer: &mut SSHBuffer) -> Result<IncomingSshPacket, Error> {
+        match self.common.encrypted {
+            Some(ref mut enc) if !matches!(enc.decompress, crate::compression::Decompress::None) => {
+                let mut decomp = Vec::new();
+                Ok(IncomingSshPacket {
+                    #[allow(clippy::indexing_slicing)] // length checked
+                    buffer: bytes::Bytes::copy_from_slice(enc.decompress.decompress(
+                        &buffer.buffer[5..],
+                        &mut decomp,
+                    )?),
+                    seqn: buffer.seqn,
+                })
+            }
+            _ => Ok(IncomingSshPacket::take(buffer)),
         }
     }
 
@@ -1523,7 +1522,7 @@ impl Session {
                         break
                     }
 
-                    let mut pkt = self.maybe_decompress(&buffer)?;
+                    let mut pkt = self.maybe_decompress(&mut buffer)?;
                     if !pkt.buffer.is_empty() {
                         #[allow(clippy::indexing_slicing)] // length checked
                         if pkt.buffer[0] == crate::msg::DISCONNECT {
@@ -2648,8 +2647,8 @@ mod tests {
         let mut session = authenticated_session();
         let mut handler = TestHandler;
         let mut kex_done_signal = None;
-        let buffer = incoming_packet(compressed_debug_payload(200 * 1024));
-        let mut pkt: IncomingSshPacket = session.maybe_decompress(&buffer).unwrap();
+        let mut buffer = incoming_packet(compressed_debug_payload(200 * 1024));
+        let mut pkt: IncomingSshPacket = session.maybe_decompress(&mut buffer).unwrap();
 
         super::reply(&mut session, &mut handler, &mut kex_done_signal, &mut pkt)
             .await
@@ -2663,9 +2662,9 @@ mod tests {
     fn oversized_compressed_debug_is_rejected_before_client_ignores_it() {
         let mut session = authenticated_session();
         let oversized = crate::cipher::MAXIMUM_DECOMPRESSED_PACKET_LEN + 1024;
-        let buffer = incoming_packet(compressed_debug_payload(oversized));
+        let mut buffer = incoming_packet(compressed_debug_payload(oversized));
 
-        let err = session.maybe_decompress(&buffer).unwrap_err();
+        let err = session.maybe_decompress(&mut buffer).unwrap_err();
         assert!(
             matches!(err, crate::Error::PacketSize(len) if len > crate::cipher::MAXIMUM_DECOMPRESSED_PACKET_LEN)
         );

@@ -39,13 +39,25 @@ impl Session {
         handler: &mut H,
         pkt: &mut IncomingSshPacket,
     ) -> Result<(), H::Error> {
-        self.process_packet(handler, &pkt.buffer).await
+        self.process_packet_of(handler, &pkt.buffer, Some(&pkt.buffer))
+            .await
     }
 
     pub(crate) async fn process_packet<H: Handler + Send>(
         &mut self,
         handler: &mut H,
         buf: &[u8],
+    ) -> Result<(), H::Error> {
+        self.process_packet_of(handler, buf, None).await
+    }
+
+    /// (Vestibule patch) `packet`, when given, holds `buf`: channel data is
+    /// handed on as a slice of it (`parsing::decode_payload`).
+    async fn process_packet_of<H: Handler + Send>(
+        &mut self,
+        handler: &mut H,
+        buf: &[u8],
+        packet: Option<&bytes::Bytes>,
     ) -> Result<(), H::Error> {
         let rejection_wait_until =
             tokio::time::Instant::now() + self.common.config.auth_rejection_time;
@@ -153,10 +165,12 @@ impl Session {
                         .init_compress(self.common.packet_writer.compress());
                 }
                 enc.state = EncryptedState::Authenticated;
-                self.server_read_authenticated(handler, *msg, &mut r).await
+                self.server_read_authenticated(handler, *msg, &mut r, packet)
+                    .await
             }
             (EncryptedState::Authenticated, Some((msg, mut r))) => {
-                self.server_read_authenticated(handler, *msg, &mut r).await
+                self.server_read_authenticated(handler, *msg, &mut r, packet)
+                    .await
             }
             _ => Ok(()),
         }
@@ -1434,13 +1448,14 @@ async fn reply_userauth_info_response(
 }
 
 impl Session {
-    // (Vestibule patch) A byte slice rather than any `Reader`, for
-    // `decode_payload`; the packet is always one.
+    // (Vestibule patch) A byte slice rather than any `Reader`, and the
+    // packet that holds it, for `decode_payload`.
     async fn server_read_authenticated<H: Handler + Send>(
         &mut self,
         handler: &mut H,
         msg: u8,
         r: &mut &[u8],
+        packet: Option<&bytes::Bytes>,
     ) -> Result<(), H::Error> {
         match msg {
             msg::CHANNEL_OPEN => self.server_handle_channel_open(handler, r).await,
@@ -1489,7 +1504,7 @@ impl Session {
                 };
                 trace!("handler.data {ext:?} {channel_num:?}");
                 // (Vestibule patch) Not zero-filled before the copy.
-                let data = map_err!(crate::parsing::decode_payload(r))?;
+                let data = map_err!(crate::parsing::decode_payload(r, packet))?;
                 map_err!(ensure_end(r))?;
 
                 // (Vestibule patch) Window comes back when the reader consumes.
