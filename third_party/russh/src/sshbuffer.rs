@@ -409,6 +409,29 @@ impl IncomingSshPacket {
             seqn: read.seqn,
         }
     }
+
+    /// (Vestibule patch) The packet just read into `read`, decompressed if
+    /// `decompress` compresses, else taken without a copy (`take`). Client
+    /// and server sessions both read their packets through this.
+    pub(crate) fn decompressed(
+        read: &mut SSHBuffer,
+        decompress: Option<&mut compression::Decompress>,
+    ) -> Result<Self, Error> {
+        match decompress {
+            Some(decompress) if !matches!(decompress, compression::Decompress::None) => {
+                let compressed = read
+                    .buffer
+                    .get(PACKET_HEADER_LEN..)
+                    .ok_or(Error::IndexOutOfBounds)?;
+                let mut output = Vec::new();
+                Ok(Self {
+                    buffer: Bytes::copy_from_slice(decompress.decompress(compressed, &mut output)?),
+                    seqn: read.seqn,
+                })
+            }
+            _ => Ok(Self::take(read)),
+        }
+    }
 }
 
 /// The packet length (4 bytes) and the padding length (1) before a payload.

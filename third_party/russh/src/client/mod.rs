@@ -1362,22 +1362,10 @@ async fn start_reading<R: AsyncRead + Unpin>(
 
 impl Session {
     // (Vestibule patch) Takes the read buffer when there is nothing to
-    // decompress (`IncomingSshPacket::take`).
+    // decompress (`IncomingSshPacket::decompressed`).
     fn maybe_decompress(&mut self, buffer: &mut SSHBuffer) -> Result<IncomingSshPacket, Error> {
-        match self.common.encrypted {
-            Some(ref mut enc) if !matches!(enc.decompress, crate::compression::Decompress::None) => {
-                let mut decomp = Vec::new();
-                Ok(IncomingSshPacket {
-                    #[allow(clippy::indexing_slicing)] // length checked
-                    buffer: bytes::Bytes::copy_from_slice(enc.decompress.decompress(
-                        &buffer.buffer[5..],
-                        &mut decomp,
-                    )?),
-                    seqn: buffer.seqn,
-                })
-            }
-            _ => Ok(IncomingSshPacket::take(buffer)),
-        }
+        let decompress = self.common.encrypted.as_mut().map(|enc| &mut enc.decompress);
+        IncomingSshPacket::decompressed(buffer, decompress)
     }
 
     fn new(
