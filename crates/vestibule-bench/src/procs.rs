@@ -147,6 +147,70 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(field(14)? + field(15)?)
 }
 
+/// CPU time of a process (all its threads), in nanoseconds: the scheduler's
+/// exact run time (`/proc/PID/task/*/schedstat`), where `cpu_ticks` counts
+/// whole 10 ms ticks, too coarse for one round trip. A thread that ends
+/// between two readings takes its time with it, so a difference may come out
+/// short, never long.
+pub fn cpu_ns(pid: u32) -> Result<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for task in fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+        let path = task
+            .with_context(|| format!("listing {dir}"))?
+            .path()
+            .join("schedstat");
+        // Threads of the blocking pool come and go; one gone is not an error.
+        let Ok(stat) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let ns: u64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("parsing {}", path.display()))?;
+        total += ns;
+    }
+    Ok(total)
+}
+
+/// Every process descended from `pid` (children, their children, ...), as
+/// /proc shows them now.
+pub fn descendants(pid: u32) -> Result<Vec<u32>> {
+    let mut parent_of = Vec::new();
+    for entry in fs::read_dir("/proc").context("listing /proc")? {
+        let name = entry.context("listing /proc")?.file_name();
+        let Some(child) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Processes end while we look; one gone is not an error.
+        let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // Field 4 (ppid) is the second after the command name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|f| f.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((child, ppid));
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while let Some(&p) = found.get(i) {
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|&&(_, pp)| pp == p)
+                .map(|&(c, _)| c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    Ok(found)
+}
+
 /// CPU time the whole machine spent busy (all CPUs: user, nice, system, irq,
 /// softirq, steal), in clock ticks, from the `cpu` line of /proc/stat.
 pub fn machine_busy_ticks() -> Result<u64> {

@@ -152,10 +152,29 @@ impl Results {
                 1
             )
         );
+        for pty in [false, true] {
+            let name = if pty {
+                "CPU µs per round trip (PTY; scheduler run time, median)"
+            } else {
+                "CPU µs per round trip (scheduler run time, median)"
+            };
+            let cpu = |p| self.rtt(p, pty).map(|r| r.gateway_cpu_us_p50);
+            let _ = writeln!(s, "{}", row(name, &cpu, 1));
+        }
         for d in [Direction::Upload, Direction::Download] {
             let name = format!("CPU s per GiB, {}", d.name());
             let cpu = |p| self.bulk(p, d).map(|b| b.gateway_cpu_s_per_gib);
             let _ = writeln!(s, "{}", row(&name, &cpu, 2));
+        }
+        if let (Some(r), Some(rp)) = (
+            self.rtt(PathKind::Proxyjump, false),
+            self.rtt(PathKind::Proxyjump, true),
+        ) {
+            let _ = writeln!(
+                s,
+                "\nThe plain bastion's sshd processes on the ProxyJump path (its hop, to set beside the gateway's): {:.1} µs of CPU per round trip, {:.1} with a PTY (scheduler run time, median).",
+                r.bastion_cpu_us_p50, rp.bastion_cpu_us_p50
+            );
         }
         if !self.bulk.is_empty() {
             let _ = writeln!(

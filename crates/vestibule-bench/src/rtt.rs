@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::bulk::read_ready;
-use crate::procs::Guard;
+use crate::procs::{self, Guard};
 use crate::stats;
 use crate::world::{PathKind, World};
 
@@ -23,6 +23,13 @@ pub struct RttResult {
     pub p50_us: f64,
     pub p99_us: f64,
     pub min_us: f64,
+    /// The gateways' CPU time in one round trip (scheduler run time of all
+    /// their threads, read just before and after it), median over the
+    /// samples; for paths that do not cross a gateway, what the gateways
+    /// spend idle in that time.
+    pub gateway_cpu_us_p50: f64,
+    /// The same for the plain bastion's sshd processes (the ProxyJump hop).
+    pub bastion_cpu_us_p50: f64,
 }
 
 struct Session {
@@ -83,13 +90,27 @@ pub fn measure(world: &World, samples: usize) -> Result<Vec<RttResult>> {
                 s.round_trip()?;
             }
         }
+        // The bastion forks a process (and its privilege-separated child)
+        // per connection: those of the sessions just opened.
+        let hops = [
+            world.gateway_pids(),
+            procs::descendants(world.bastion.pid())?,
+        ];
+        let hop_ns = |pids: &[u32]| -> Result<u64> { pids.iter().map(|&p| procs::cpu_ns(p)).sum() };
         let mut times = vec![Vec::with_capacity(samples); sessions.len()];
+        let mut cpu =
+            vec![[Vec::with_capacity(samples), Vec::with_capacity(samples)]; sessions.len()];
         for _ in 0..samples {
             for (i, s) in sessions.iter_mut().enumerate() {
+                let before = [hop_ns(&hops[0])?, hop_ns(&hops[1])?];
                 times[i].push(s.round_trip()?);
+                for (h, pids) in hops.iter().enumerate() {
+                    let spent = hop_ns(pids)?.saturating_sub(before[h]);
+                    cpu[i][h].push(spent as f64 / 1e3);
+                }
             }
         }
-        for (&path, t) in world.paths.iter().zip(times) {
+        for ((&path, t), [gateway, bastion]) in world.paths.iter().zip(times).zip(cpu) {
             out.push(RttResult {
                 path,
                 label: path.label(),
@@ -98,6 +119,8 @@ pub fn measure(world: &World, samples: usize) -> Result<Vec<RttResult>> {
                 p50_us: stats::percentile(&t, 50.0),
                 p99_us: stats::percentile(&t, 99.0),
                 min_us: stats::min(&t),
+                gateway_cpu_us_p50: stats::median(&gateway),
+                bastion_cpu_us_p50: stats::median(&bastion),
             });
         }
     }

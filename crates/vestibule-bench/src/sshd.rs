@@ -29,6 +29,11 @@ pub fn keygen(path: &Path, comment: &str) -> Result<()> {
 }
 
 impl Sshd {
+    /// The listening sshd's process id.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
     /// Start an sshd whose files live in `dir` (created), with `extra`
     /// sshd_config lines after the base recipe.
     pub fn start(dir: &Path, name: &str, extra: &[&str]) -> Result<Self> {

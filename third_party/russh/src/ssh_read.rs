@@ -1,5 +1,7 @@
 use std::pin::Pin;
 
+use std::task::ready;
+
 use futures::task::*;
 use log::trace;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -72,12 +74,92 @@ impl std::fmt::Debug for ReadSshIdBuffer {
 pub struct SshRead<R> {
     id: Option<ReadSshIdBuffer>,
     pub r: R,
+    /// (Vestibule patch) What a read-ahead read brought beyond what was
+    /// asked for, handed out before anything else is read.
+    ahead: ReadAhead,
 }
 
 impl<R: AsyncRead + AsyncWrite> SshRead<R> {
     pub fn split(self) -> (SshRead<tokio::io::ReadHalf<R>>, tokio::io::WriteHalf<R>) {
         let (r, w) = tokio::io::split(self.r);
-        (SshRead { id: self.id, r }, w)
+        (
+            SshRead {
+                id: self.id,
+                r,
+                ahead: self.ahead,
+            },
+            w,
+        )
+    }
+}
+
+/// (Vestibule patch) The most a small read takes from the stream at once.
+///
+/// A packet is read in two steps, its length and then the rest; a small
+/// packet read that way costs three reads of the socket (the third finds it
+/// empty, since a read that fills what it asked for leaves the socket marked
+/// readable). One read of up to this many bytes takes a keystroke's packet
+/// whole, and, coming back short, tells the runtime the socket is drained.
+const READ_AHEAD_BYTES: usize = 2048;
+
+/// (Vestibule patch) Read-ahead for small reads while packets are small.
+///
+/// Bytes are held only between a read-ahead and the reads that take them,
+/// so an idle connection holds none. A bulk transfer's reads alternate a
+/// small one (a packet's length) with a large one (its body); those go to
+/// the stream directly, as a read-ahead would only add a copy of what it
+/// brought to each large packet.
+#[derive(Default)]
+struct ReadAhead {
+    held: Vec<u8>,
+    /// Bytes of `held` already handed out.
+    taken: usize,
+    /// The last read asked for at least [`READ_AHEAD_BYTES`].
+    bulk: bool,
+}
+
+impl ReadAhead {
+    /// Hand out held bytes; false when none are held.
+    fn give(&mut self, buf: &mut ReadBuf) -> bool {
+        let held = self.held.get(self.taken..).unwrap_or_default();
+        if held.is_empty() {
+            return false;
+        }
+        let n = held.len().min(buf.remaining());
+        buf.put_slice(held.get(..n).unwrap_or_default());
+        self.taken += n;
+        if self.taken == self.held.len() {
+            self.held = Vec::new();
+            self.taken = 0;
+        }
+        true
+    }
+
+    fn poll_read<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        cx: &mut Context,
+        buf: &mut ReadBuf,
+    ) -> Poll<Result<(), std::io::Error>> {
+        if self.give(buf) {
+            return Poll::Ready(Ok(()));
+        }
+        let small = buf.remaining() < READ_AHEAD_BYTES;
+        let bulk = std::mem::replace(&mut self.bulk, !small);
+        if !small || bulk {
+            return AsyncRead::poll_read(Pin::new(r), cx, buf);
+        }
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); READ_AHEAD_BYTES];
+        let mut read = ReadBuf::uninit(&mut space);
+        ready!(AsyncRead::poll_read(Pin::new(r), cx, &mut read))?;
+        let got = read.filled();
+        let n = got.len().min(buf.remaining());
+        let (now, later) = got.split_at(n);
+        buf.put_slice(now);
+        if !later.is_empty() {
+            self.held = later.to_vec();
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -98,7 +180,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for SshRead<R> {
                 return Poll::Ready(Ok(()));
             }
         }
-        AsyncRead::poll_read(Pin::new(&mut self.get_mut().r), cx, buf)
+        let this = self.get_mut();
+        this.ahead.poll_read(&mut this.r, cx, buf)
     }
 }
 
@@ -137,6 +220,7 @@ impl<R: AsyncRead + Unpin> SshRead<R> {
         SshRead {
             id: Some(ReadSshIdBuffer::new()),
             r,
+            ahead: ReadAhead::default(),
         }
     }
 
@@ -359,5 +443,89 @@ mod tests {
 
         let received = read.read_ssh_id().await.unwrap();
         assert_eq!(received, b"SSH-2.0-OpenSSH_10.2");
+    }
+
+    /// (Vestibule patch) A stream that serves its bytes and records how many
+    /// bytes each read asked for.
+    struct Recorded {
+        data: Vec<u8>,
+        at: usize,
+        asked: Vec<usize>,
+    }
+
+    impl AsyncRead for Recorded {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context,
+            buf: &mut ReadBuf,
+        ) -> Poll<Result<(), std::io::Error>> {
+            self.asked.push(buf.remaining());
+            let n = buf.remaining().min(self.data.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn past_the_id(data: Vec<u8>) -> SshRead<Recorded> {
+        let mut read = SshRead::new(Recorded {
+            data,
+            at: 0,
+            asked: Vec::new(),
+        });
+        read.id = None;
+        read
+    }
+
+    /// (Vestibule patch)
+    #[tokio::test]
+    async fn small_packets_are_read_whole_and_nothing_is_held_after() {
+        let data: Vec<u8> = (0..72u8).collect();
+        let mut read = past_the_id(data.clone());
+        let mut got = Vec::new();
+        for want in [4, 32, 4, 32] {
+            let mut part = vec![0; want];
+            read.read_exact(&mut part).await.unwrap();
+            got.extend_from_slice(&part);
+        }
+        assert_eq!(got, data);
+        // One read took all 72 bytes; the other three were served from it.
+        assert_eq!(read.r.asked, [READ_AHEAD_BYTES]);
+        assert_eq!(read.ahead.held.capacity(), 0);
+        let mut rest = [0; 4];
+        assert_eq!(read.read(&mut rest).await.unwrap(), 0, "end of stream");
+    }
+
+    /// (Vestibule patch)
+    #[tokio::test]
+    async fn bulk_reads_go_to_the_stream_and_small_ones_return_after() {
+        let big = 3 * READ_AHEAD_BYTES;
+        let data: Vec<u8> = (0..(4 + big + 4 + big + 4 + 32 + 4 + 32))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut read = past_the_id(data.clone());
+        let mut got = Vec::new();
+        for want in [4, big, 4, big, 4, 32, 4, 32] {
+            let mut part = vec![0; want];
+            read.read_exact(&mut part).await.unwrap();
+            got.extend_from_slice(&part);
+        }
+        assert_eq!(got, data);
+        // The first length is read ahead; the rest of that packet comes from
+        // what it brought and then the stream. After a large read, the next
+        // length is read as asked; the small packets after are read ahead.
+        assert_eq!(
+            read.r.asked,
+            [
+                READ_AHEAD_BYTES,
+                big - (READ_AHEAD_BYTES - 4),
+                4,
+                big,
+                4,
+                READ_AHEAD_BYTES
+            ]
+        );
+        assert_eq!(read.ahead.held.capacity(), 0);
     }
 }

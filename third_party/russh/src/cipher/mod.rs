@@ -298,14 +298,18 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     cipher: &mut (dyn OpeningKey + Send),
 ) -> Result<usize, Error> {
     if buffer.len == 0 {
-        let mut first_block = vec![0; cipher.packet_length_to_read_for_block_length()];
+        // (Vestibule patch) On the stack, not an allocation per packet.
+        let mut probe = [0; MAXIMUM_PROBE_LEN];
+        let first_block = probe
+            .get_mut(..cipher.packet_length_to_read_for_block_length())
+            .ok_or(Error::Inconsistent)?;
 
-        stream.read_exact(&mut first_block).await?;
+        stream.read_exact(first_block).await?;
         trace!("reading, len = {first_block:?}");
         {
             let seqn = buffer.seqn.0;
             trace!("reading, seqn = {seqn:?}");
-            let len = cipher.decrypt_packet_length(seqn, &first_block);
+            let len = cipher.decrypt_packet_length(seqn, first_block);
             let len = BigEndian::read_u32(&len) as usize;
 
             if len > MAXIMUM_PACKET_LEN {
@@ -329,7 +333,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
             // (Vestibule patch) Sized once for the whole packet.
             buffer.buffer.clear();
             buffer.buffer.reserve_exact(buffer.len + PACKET_LENGTH_LEN);
-            buffer.buffer.extend_from_slice(&first_block);
+            buffer.buffer.extend_from_slice(first_block);
         }
     }
 
@@ -372,6 +376,10 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 }
 
 pub(crate) const PACKET_LENGTH_LEN: usize = 4;
+
+/// (Vestibule patch) The most any cipher reads to learn a packet's length
+/// (one block; 16 bytes for every cipher russh has).
+const MAXIMUM_PROBE_LEN: usize = 32;
 
 const MINIMUM_PACKET_LEN: usize = 16;
 // Keep the transport limit aligned with the 256 KiB channel packet baseline.
