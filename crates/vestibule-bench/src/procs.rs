@@ -337,3 +337,53 @@ pub fn tail_of(path: &Path, max: usize) -> String {
         .unwrap_or(text.len());
     text[start..].to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descendants_include_grandchildren_and_not_the_process_itself() {
+        // sh starts a sleep as its own child: our grandchild.
+        let mut sh = Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(sh.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let sleep: u32 = line.trim().parse().unwrap();
+        let found = descendants(std::process::id()).unwrap();
+        let _ = Command::new("kill").arg(sleep.to_string()).status();
+        let _ = sh.wait();
+        assert!(found.contains(&sh.id()), "{found:?}");
+        assert!(found.contains(&sleep), "{found:?}");
+        assert!(!found.contains(&std::process::id()));
+    }
+
+    #[test]
+    fn cpu_ns_grows_with_work_done() {
+        let me = std::process::id();
+        let before = cpu_ns(me).unwrap();
+        let start = Instant::now();
+        let mut x = 0u64;
+        // Spin until 20 ms of run time show; only a reading that never grows
+        // reaches the (generous) deadline.
+        loop {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            if cpu_ns(me).unwrap() - before >= 20_000_000 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "schedstat run time did not grow"
+            );
+        }
+    }
+}
