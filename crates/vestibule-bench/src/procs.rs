@@ -126,20 +126,22 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Field `n` (numbered from 1, as in proc(5)) of a `/proc/PID/stat` line,
+/// for fields after the command name: that one (field 2) may hold spaces
+/// and parentheses, so fields are counted from its closing parenthesis.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // rest starts at field 3 (state).
+    rest.split_whitespace().nth(n.checked_sub(3)?)
+}
+
 /// utime + stime of a process (all its threads), in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // The command name (field 2) may hold spaces; fields after it are plain.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .with_context(|| format!("parsing {path}"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    // utime is field 14, stime field 15.
     let field = |n: usize| -> Result<u64> {
-        fields
-            .get(n - 3)
+        stat_field(&stat, n)
             .with_context(|| format!("{path}: no field {n}"))?
             .parse()
             .with_context(|| format!("{path}: field {n}"))
@@ -187,11 +189,7 @@ pub fn descendants(pid: u32) -> Result<Vec<u32>> {
         let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
             continue;
         };
-        // Field 4 (ppid) is the second after the command name.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|f| f.parse::<u32>().ok());
+        let ppid = stat_field(&stat, 4).and_then(|f| f.parse::<u32>().ok());
         if let Some(ppid) = ppid {
             parent_of.push((child, ppid));
         }
@@ -341,6 +339,15 @@ pub fn tail_of(path: &Path, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_past_a_command_name_with_spaces() {
+        let stat = "42 (a (b) c) S 7 42 42 0 -1";
+        assert_eq!(stat_field(stat, 3), Some("S"));
+        assert_eq!(stat_field(stat, 4), Some("7"));
+        assert_eq!(stat_field(stat, 2), None);
+        assert_eq!(stat_field(stat, 99), None);
+    }
 
     #[test]
     fn descendants_include_grandchildren_and_not_the_process_itself() {

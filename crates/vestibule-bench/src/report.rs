@@ -131,7 +131,7 @@ impl Results {
         let header: Vec<&str> = columns.iter().map(|p| p.label()).collect();
         let _ = writeln!(
             s,
-            "| gateway cost (utime+stime of `vestibule serve`) | {} | idle baseline (during direct runs) |",
+            "| gateway cost (`vestibule serve`: utime+stime, or scheduler run time where a row says so) | {} | idle baseline (during direct runs) |",
             header.join(" | ")
         );
         let _ = writeln!(s, "|---|{}---|", "---|".repeat(columns.len()));
