@@ -17,6 +17,7 @@ mod bulk;
 mod concurrency;
 mod connect;
 mod gateway;
+mod layout;
 mod machine;
 mod procs;
 mod report;
@@ -32,6 +33,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::gateway::GatewaySettings;
+use crate::layout::{Halves, Layout};
 use crate::report::Results;
 use crate::stats::CpuMeter;
 use crate::world::{ClientAlgorithms, Recording, World};
@@ -82,6 +84,12 @@ struct Args {
     /// profile a path by hand; combine with `--only` to measure nothing).
     #[arg(long)]
     hold: bool,
+    /// `split`: the gateways and the bastion sshd on the upper half of the
+    /// cores, the clients and the target sshd on the lower half, as when the
+    /// hop has a machine of its own; `shared` (the goals' set-up): every
+    /// process on every core.
+    #[arg(long, value_enum, default_value = "shared")]
+    layout: Layout,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -183,6 +191,7 @@ fn main() -> Result<()> {
         checksums: Vec::new(),
         rtt: Vec::new(),
         concurrency: None,
+        layout: "shared: every process on every core".into(),
         notes: Vec::new(),
     };
     eprintln!("cipher speed (openssl speed, one core)...");
@@ -205,7 +214,23 @@ fn main() -> Result<()> {
         cipher: args.cipher.clone(),
         kex: args.kex.clone(),
     };
+    let halves = match args.layout {
+        Layout::Shared => None,
+        Layout::Split => Some(Halves::of_this_process()?),
+    };
+    if let Some(h) = &halves {
+        // Before setup, so that every process started from here on inherits it.
+        h.pin_self_to_endpoints()?;
+    }
     let world = World::setup(&bin, args.recording, &settings, &client)?;
+    if let Some(h) = &halves {
+        for pid in world.gateway_pids() {
+            h.pin_to_hops(pid)?;
+        }
+        h.pin_to_hops(world.bastion.pid())?;
+        h.pin_to_endpoints(world.target.pid())?;
+        results.layout = h.describe();
+    }
     world.check_paths()?;
     results.paths = world
         .paths

@@ -28,6 +28,8 @@ pub struct Results {
     pub checksums: Vec<ChecksumResult>,
     pub rtt: Vec<RttResult>,
     pub concurrency: Option<ConcurrencyResult>,
+    /// Which cores the processes ran on (`--layout`).
+    pub layout: String,
     /// Phases that failed or were skipped, and other remarks.
     pub notes: Vec<String>,
 }
@@ -89,6 +91,7 @@ impl Results {
             m.loadavg_after,
             self.wall_secs
         );
+        let _ = writeln!(s, "Layout: {}.\n", self.layout);
         let size_mib = self.bulk.first().map_or(0, |b| b.size_bytes >> 20);
         let runs = self.bulk.first().map_or(0, |b| b.runs);
         let n_conn = self.connect.first().map_or(0, |c| c.runs);
