@@ -69,6 +69,11 @@ impl Halves {
         pin_process(pid, &self.endpoints)
     }
 
+    /// The endpoint cores as `taskset -c` takes them.
+    pub fn endpoint_list(&self) -> String {
+        list(&self.endpoints)
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "split: gateways and bastion sshd on CPU {}, clients and target sshd on CPU {}",

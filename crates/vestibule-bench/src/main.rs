@@ -144,7 +144,7 @@ impl Plan {
 }
 
 /// Print what a person needs to drive each path by hand, then wait for Enter.
-fn hold(world: &World) -> Result<()> {
+fn hold(world: &World, halves: Option<&Halves>) -> Result<()> {
     for &path in &world.paths {
         println!(
             "{}: ssh {}",
@@ -153,6 +153,13 @@ fn hold(world: &World) -> Result<()> {
         );
     }
     println!("gateway pids: {:?}", world.gateway_pids());
+    if let Some(h) = halves {
+        println!(
+            "{}; run the commands above under `taskset -c {}` to keep the split",
+            h.describe(),
+            h.endpoint_list()
+        );
+    }
     println!("press Enter to go on");
     let mut line = String::new();
     std::io::stdin()
@@ -241,7 +248,7 @@ fn main() -> Result<()> {
         results.ciphers.push((p, world.negotiated(p)?));
     }
     if args.hold {
-        hold(&world)?;
+        hold(&world, halves.as_ref())?;
     }
     let mut meter = CpuMeter::new(world.gateway_pids(), ticks)?;
     let runs = |part: Part| args.only.is_empty() || args.only.contains(&part);
