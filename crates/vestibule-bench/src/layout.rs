@@ -10,11 +10,11 @@
 //! itself, the `ssh` clients it starts (`ssh -W` included: it runs on the
 //! client's machine) and the target sshd get the lower half.
 
-use std::fs;
-
 use anyhow::{Context, Result, bail};
 use rustix::process::Pid;
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+
+use crate::procs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Layout {
@@ -26,8 +26,8 @@ pub enum Layout {
 
 /// The two halves of the cores, for `split`.
 pub struct Halves {
-    pub endpoints: Vec<usize>,
-    pub hops: Vec<usize>,
+    endpoints: Vec<usize>,
+    hops: Vec<usize>,
 }
 
 impl Halves {
@@ -102,23 +102,16 @@ fn set_of(cpus: &[usize]) -> CpuSet {
 /// inherit the mask of the thread that starts them.
 fn pin_process(pid: u32, cpus: &[usize]) -> Result<()> {
     let set = set_of(cpus);
-    let dir = format!("/proc/{pid}/task");
     let mut pinned = 0;
-    for entry in fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
-        let entry = entry.with_context(|| format!("listing {dir}"))?;
-        let Some(tid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-            .and_then(Pid::from_raw)
-        else {
+    for tid in procs::thread_ids(pid)? {
+        let Some(thread) = i32::try_from(tid).ok().and_then(Pid::from_raw) else {
             continue;
         };
-        match sched_setaffinity(Some(tid), &set) {
+        match sched_setaffinity(Some(thread), &set) {
             Ok(()) => pinned += 1,
             // The thread ended since the listing.
             Err(rustix::io::Errno::SRCH) => {}
-            Err(e) => return Err(e).with_context(|| format!("pinning thread {tid:?} of {pid}")),
+            Err(e) => return Err(e).with_context(|| format!("pinning thread {tid} of {pid}")),
         }
     }
     if pinned == 0 {

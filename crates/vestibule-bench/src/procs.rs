@@ -155,13 +155,9 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
 /// between two readings takes its time with it, so a difference may come out
 /// short, never long.
 pub fn cpu_ns(pid: u32) -> Result<u64> {
-    let dir = format!("/proc/{pid}/task");
     let mut total = 0;
-    for task in fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
-        let path = task
-            .with_context(|| format!("listing {dir}"))?
-            .path()
-            .join("schedstat");
+    for tid in thread_ids(pid)? {
+        let path = format!("/proc/{pid}/task/{tid}/schedstat");
         // Threads of the blocking pool come and go; one gone is not an error.
         let Ok(stat) = fs::read_to_string(&path) else {
             continue;
@@ -170,10 +166,23 @@ pub fn cpu_ns(pid: u32) -> Result<u64> {
             .split_whitespace()
             .next()
             .and_then(|f| f.parse().ok())
-            .with_context(|| format!("parsing {}", path.display()))?;
+            .with_context(|| format!("parsing {path}"))?;
         total += ns;
     }
     Ok(total)
+}
+
+/// The ids of a process's threads, as /proc lists them now.
+pub fn thread_ids(pid: u32) -> Result<Vec<u32>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+        let name = entry.with_context(|| format!("listing {dir}"))?.file_name();
+        if let Some(tid) = name.to_str().and_then(|n| n.parse().ok()) {
+            ids.push(tid);
+        }
+    }
+    Ok(ids)
 }
 
 /// Every process descended from `pid` (children, their children, ...), as
