@@ -17,6 +17,7 @@ mod bulk;
 mod concurrency;
 mod connect;
 mod gateway;
+mod goals;
 mod layout;
 mod machine;
 mod procs;
@@ -90,6 +91,11 @@ struct Args {
     /// process on every core.
     #[arg(long, value_enum, default_value = "shared")]
     layout: Layout,
+    /// Bulk rounds per path and direction (default 4, 1 with `--quick`);
+    /// an even count runs each path as often in the forward order as in the
+    /// reverse one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    bulk_runs: Option<u16>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,7 +177,10 @@ fn hold(world: &World, halves: Option<&Halves>) -> Result<()> {
 fn main() -> Result<()> {
     let args = Args::parse();
     procs::clean_up_on_signals()?;
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if let Some(n) = args.bulk_runs {
+        plan.bulk_runs = usize::from(n);
+    }
     let started = Instant::now();
     let bin = gateway::binary()?;
     // Each idle session costs us a pipe; leave room for the ssh processes too.
@@ -199,6 +208,7 @@ fn main() -> Result<()> {
         rtt: Vec::new(),
         concurrency: None,
         layout: "shared: every process on every core".into(),
+        goals: Vec::new(),
         notes: Vec::new(),
     };
     eprintln!("cipher speed (openssl speed, one core)...");
@@ -297,6 +307,12 @@ fn main() -> Result<()> {
     }
     drop(world);
 
+    results.goals = goals::judge(
+        &results.connect,
+        &results.bulk,
+        &results.rtt,
+        results.concurrency.as_ref(),
+    );
     results.machine.loadavg_after = machine::loadavg();
     results.wall_secs = started.elapsed().as_secs_f64();
     println!("{}", results.markdown());

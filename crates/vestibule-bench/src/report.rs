@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::bulk::{BulkResult, ChecksumResult, Direction};
 use crate::concurrency::ConcurrencyResult;
 use crate::connect::ConnectResult;
+use crate::goals::{self, Verdict};
 use crate::machine::{CryptoSpeed, Machine};
 use crate::rtt::RttResult;
 use crate::world::PathKind;
@@ -30,6 +31,8 @@ pub struct Results {
     pub concurrency: Option<ConcurrencyResult>,
     /// Which cores the processes ran on (`--layout`).
     pub layout: String,
+    /// The benchmark issue's goals, judged on this run's figures.
+    pub goals: Vec<Verdict>,
     /// Phases that failed or were skipped, and other remarks.
     pub notes: Vec<String>,
 }
@@ -253,6 +256,9 @@ impl Results {
                 "\nCipher speed on one core (`openssl speed -evp`, 16 KiB blocks): {}.",
                 speeds.join(", ")
             );
+        }
+        if !self.goals.is_empty() {
+            let _ = write!(s, "\n{}", goals::markdown(&self.goals));
         }
         for (p, c) in &self.ciphers {
             let _ = writeln!(s, "\nNegotiated ({}): {}.", p.label(), c.join("; "));
