@@ -107,17 +107,31 @@ impl Sense {
     }
 }
 
+/// The figures of one run, as the goals need them.
+pub struct Figures<'a> {
+    pub connect: &'a [ConnectResult],
+    pub bulk: &'a [BulkResult],
+    pub rtt: &'a [RttResult],
+    pub concurrency: Option<&'a ConcurrencyResult>,
+    /// Direct's client and target sshd shared one core (`--layout split`),
+    /// which makes its round trip shorter than on any shared machine: the
+    /// p50 bound against direct is not judged then.
+    pub direct_on_one_core: bool,
+}
+
 /// Every goal the run's figures allow judging; a part not measured (`--only`)
 /// or a path not run (`--recording off`) gives no verdict.
-pub fn judge(
-    connect: &[ConnectResult],
-    bulk: &[BulkResult],
-    rtt: &[RttResult],
-    concurrency: Option<&ConcurrencyResult>,
-) -> Vec<Verdict> {
+pub fn judge(f: &Figures) -> Vec<Verdict> {
+    let Figures {
+        connect,
+        bulk,
+        rtt,
+        concurrency,
+        direct_on_one_core,
+    } = *f;
     let mut out = Vec::new();
     throughput(bulk, &mut out);
-    round_trips(rtt, &mut out);
+    round_trips(rtt, !direct_on_one_core, &mut out);
     connects(connect, &mut out);
     if let Some(c) = concurrency {
         out.push(Verdict::new(
@@ -177,7 +191,7 @@ fn throughput(bulk: &[BulkResult], out: &mut Vec<Verdict>) {
     }
 }
 
-fn round_trips(rtt: &[RttResult], out: &mut Vec<Verdict>) {
+fn round_trips(rtt: &[RttResult], against_direct: bool, out: &mut Vec<Verdict>) {
     let find = |p: PathKind, pty: bool| rtt.iter().find(|r| r.path == p && r.pty == pty);
     for pty in [false, true] {
         let mode = if pty { ", PTY" } else { "" };
@@ -194,7 +208,7 @@ fn round_trips(rtt: &[RttResult], out: &mut Vec<Verdict>) {
                     Sense::AtMost,
                 ));
             }
-            if let Some(direct) = find(PathKind::Direct, pty) {
+            if let Some(direct) = find(PathKind::Direct, pty).filter(|_| against_direct) {
                 out.push(Verdict::new(
                     "round-trip p50 over direct's (µs)",
                     format!("{}{mode}", p.label()),

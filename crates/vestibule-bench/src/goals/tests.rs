@@ -41,6 +41,21 @@ fn connect(path: PathKind, median_ms: f64, cpu_ms: f64) -> ConnectResult {
     }
 }
 
+fn judge(
+    connect: &[ConnectResult],
+    bulk: &[BulkResult],
+    rtt: &[RttResult],
+    concurrency: Option<&ConcurrencyResult>,
+) -> Vec<Verdict> {
+    super::judge(&Figures {
+        connect,
+        bulk,
+        rtt,
+        concurrency,
+        direct_on_one_core: false,
+    })
+}
+
 fn find<'a>(verdicts: &'a [Verdict], goal: &str, subject: &str) -> &'a Verdict {
     verdicts
         .iter()
@@ -153,6 +168,23 @@ fn round_trips_are_held_to_proxyjumps_p99_and_directs_p50() {
     assert!(find(&v, "round-trip p50", "vestibule (user:target), PTY").met);
     // -J was not measured with a PTY here.
     assert!(v.iter().all(|v| v.subject != "vestibule (-J), PTY"));
+
+    // With direct's two processes on one core, only ProxyJump is a measure.
+    let split = super::judge(&Figures {
+        connect: &[],
+        bulk: &[],
+        rtt: &rtts,
+        concurrency: None,
+        direct_on_one_core: true,
+    });
+    assert!(split.iter().all(|v| !v.goal.starts_with("round-trip p50")));
+    assert_eq!(
+        split
+            .iter()
+            .filter(|v| v.goal.starts_with("round-trip p99"))
+            .count(),
+        3
+    );
 }
 
 #[test]
