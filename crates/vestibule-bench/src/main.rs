@@ -143,7 +143,7 @@ impl Plan {
                 bulk_runs: 4,
                 checksum_bytes: 16 << 20,
                 // A p99 of 200 samples is the second-slowest of them, and
-                // moved by ±100 µs between runs; of 1,000, the tenth.
+                // moved by up to 300 µs between runs; of 1,000, the tenth.
                 rtt_samples: 1000,
                 sessions: 1000,
             }
