@@ -53,6 +53,11 @@ pub struct BulkResult {
     pub machine_cpu_s_per_gib: f64,
 }
 
+/// The transfers of `path` in direction `d`, when the run measured them.
+pub fn find(results: &[BulkResult], path: PathKind, d: Direction) -> Option<&BulkResult> {
+    results.iter().find(|b| b.path == path && b.direction == d)
+}
+
 #[derive(Serialize)]
 pub struct ChecksumResult {
     pub path: PathKind,

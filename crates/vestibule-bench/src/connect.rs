@@ -30,6 +30,11 @@ pub struct ConnectResult {
     pub samples_ms: Vec<f64>,
 }
 
+/// The connects of `path`, when the run measured them.
+pub fn find(results: &[ConnectResult], path: PathKind) -> Option<&ConnectResult> {
+    results.iter().find(|c| c.path == path)
+}
+
 pub fn measure(world: &World, runs: usize, meter: &mut CpuMeter) -> Result<Vec<ConnectResult>> {
     let paths = &world.paths;
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); paths.len()];

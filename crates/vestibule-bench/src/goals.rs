@@ -10,10 +10,12 @@
 
 use serde::Serialize;
 
-use crate::bulk::{BulkResult, Direction};
+use crate::bulk::{self, BulkResult, Direction};
 use crate::concurrency::ConcurrencyResult;
-use crate::connect::ConnectResult;
-use crate::rtt::RttResult;
+use crate::connect::{self, ConnectResult};
+use crate::report::fmt_opt;
+use crate::rtt::{self, RttResult};
+use crate::stats;
 use crate::world::PathKind;
 
 /// Throughput through the gateway over ProxyJump's, both ways.
@@ -84,8 +86,8 @@ impl Verdict {
     fn with_rounds(mut self, ratios: &[f64]) -> Verdict {
         if !ratios.is_empty() {
             self.rounds = Some(Rounds {
-                min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
-                max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                min: stats::min(ratios),
+                max: stats::max(ratios),
                 met: ratios
                     .iter()
                     .filter(|&&r| self.sense.holds(r, self.bound))
@@ -146,10 +148,6 @@ pub fn judge(f: &Figures) -> Vec<Verdict> {
     out
 }
 
-fn bulk_of(bulk: &[BulkResult], p: PathKind, d: Direction) -> Option<&BulkResult> {
-    bulk.iter().find(|b| b.path == p && b.direction == d)
-}
-
 /// `a` over `b`, for the medians and for each round's pair.
 fn ratios(a: &BulkResult, b: &BulkResult) -> (f64, Vec<f64>) {
     let rounds = a
@@ -164,10 +162,10 @@ fn ratios(a: &BulkResult, b: &BulkResult) -> (f64, Vec<f64>) {
 fn throughput(bulk: &[BulkResult], out: &mut Vec<Verdict>) {
     for d in [Direction::Upload, Direction::Download] {
         for p in GATEWAY_PATHS {
-            let Some(b) = bulk_of(bulk, p, d) else {
+            let Some(b) = bulk::find(bulk, p, d) else {
                 continue;
             };
-            if let Some(pj) = bulk_of(bulk, PathKind::Proxyjump, d) {
+            if let Some(pj) = bulk::find(bulk, PathKind::Proxyjump, d) {
                 let (ratio, rounds) = ratios(b, pj);
                 out.push(
                     Verdict::new(
@@ -192,14 +190,13 @@ fn throughput(bulk: &[BulkResult], out: &mut Vec<Verdict>) {
 }
 
 fn round_trips(rtt: &[RttResult], against_direct: bool, out: &mut Vec<Verdict>) {
-    let find = |p: PathKind, pty: bool| rtt.iter().find(|r| r.path == p && r.pty == pty);
     for pty in [false, true] {
         let mode = if pty { ", PTY" } else { "" };
         for p in GATEWAY_PATHS {
-            let Some(r) = find(p, pty) else {
+            let Some(r) = rtt::find(rtt, p, pty) else {
                 continue;
             };
-            if let Some(pj) = find(PathKind::Proxyjump, pty) {
+            if let Some(pj) = rtt::find(rtt, PathKind::Proxyjump, pty) {
                 out.push(Verdict::new(
                     "round-trip p99, at most ProxyJump's (µs)",
                     format!("{}{mode}", p.label()),
@@ -208,7 +205,7 @@ fn round_trips(rtt: &[RttResult], against_direct: bool, out: &mut Vec<Verdict>) 
                     Sense::AtMost,
                 ));
             }
-            if let Some(direct) = find(PathKind::Direct, pty).filter(|_| against_direct) {
+            if let Some(direct) = rtt::find(rtt, PathKind::Direct, pty).filter(|_| against_direct) {
                 out.push(Verdict::new(
                     "round-trip p50 over direct's (µs)",
                     format!("{}{mode}", p.label()),
@@ -222,9 +219,9 @@ fn round_trips(rtt: &[RttResult], against_direct: bool, out: &mut Vec<Verdict>) 
 }
 
 fn connects(connect: &[ConnectResult], out: &mut Vec<Verdict>) {
-    let pj = connect.iter().find(|c| c.path == PathKind::Proxyjump);
+    let pj = connect::find(connect, PathKind::Proxyjump);
     for p in GATEWAY_PATHS {
-        let Some(c) = connect.iter().find(|c| c.path == p) else {
+        let Some(c) = connect::find(connect, p) else {
             continue;
         };
         if let Some(pj) = pj {
@@ -251,8 +248,8 @@ fn connects(connect: &[ConnectResult], out: &mut Vec<Verdict>) {
 fn recording_cost(bulk: &[BulkResult], out: &mut Vec<Verdict>) {
     for d in [Direction::Upload, Direction::Download] {
         let (Some(on), Some(off)) = (
-            bulk_of(bulk, PathKind::Vestibule, d),
-            bulk_of(bulk, PathKind::VestibuleUnrecorded, d),
+            bulk::find(bulk, PathKind::Vestibule, d),
+            bulk::find(bulk, PathKind::VestibuleUnrecorded, d),
         ) else {
             continue;
         };
@@ -311,13 +308,7 @@ pub fn markdown(verdicts: &[Verdict]) -> String {
 
 /// Two decimals for ratios and seconds, none for microseconds and KiB.
 fn figure(x: f64) -> String {
-    if !x.is_finite() {
-        "–".to_owned()
-    } else if x.abs() >= 20.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.2}")
-    }
+    fmt_opt(Some(x), if x.abs() >= 20.0 { 0 } else { 2 })
 }
 
 #[cfg(test)]

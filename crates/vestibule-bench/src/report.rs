@@ -4,12 +4,12 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::bulk::{BulkResult, ChecksumResult, Direction};
+use crate::bulk::{self, BulkResult, ChecksumResult, Direction};
 use crate::concurrency::ConcurrencyResult;
-use crate::connect::ConnectResult;
+use crate::connect::{self, ConnectResult};
 use crate::goals::{self, Verdict};
 use crate::machine::{CryptoSpeed, Machine};
-use crate::rtt::RttResult;
+use crate::rtt::{self, RttResult};
 use crate::world::PathKind;
 
 #[derive(Serialize)]
@@ -37,7 +37,7 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
-fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+pub(crate) fn fmt_opt(v: Option<f64>, prec: usize) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.prec$}"),
         _ => "–".to_owned(),
@@ -66,15 +66,15 @@ impl Results {
     }
 
     fn connect(&self, p: PathKind) -> Option<&ConnectResult> {
-        self.connect.iter().find(|c| c.path == p)
+        connect::find(&self.connect, p)
     }
 
     fn bulk(&self, p: PathKind, d: Direction) -> Option<&BulkResult> {
-        self.bulk.iter().find(|b| b.path == p && b.direction == d)
+        bulk::find(&self.bulk, p, d)
     }
 
     fn rtt(&self, p: PathKind, pty: bool) -> Option<&RttResult> {
-        self.rtt.iter().find(|r| r.path == p && r.pty == pty)
+        rtt::find(&self.rtt, p, pty)
     }
 
     pub fn markdown(&self) -> String {

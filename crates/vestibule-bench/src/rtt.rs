@@ -32,6 +32,11 @@ pub struct RttResult {
     pub bastion_cpu_us_p50: f64,
 }
 
+/// The round trips of `path` (with or without a PTY), when the run measured them.
+pub fn find(results: &[RttResult], path: PathKind, pty: bool) -> Option<&RttResult> {
+    results.iter().find(|r| r.path == path && r.pty == pty)
+}
+
 struct Session {
     _guard: Guard,
     stdin: ChildStdin,

@@ -29,6 +29,10 @@ pub fn min(samples: &[f64]) -> f64 {
     samples.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
+pub fn max(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
 fn sorted(samples: &[f64]) -> Vec<f64> {
     let mut s = samples.to_vec();
     s.sort_by(f64::total_cmp);
@@ -98,6 +102,7 @@ mod tests {
         assert_eq!(percentile(&s, 95.0), 5.0);
         assert_eq!(percentile(&s, 0.0), 1.0);
         assert_eq!(min(&s), 1.0);
+        assert_eq!(max(&s), 5.0);
         let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&hundred, 99.0), 99.0);
     }
